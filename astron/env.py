@@ -1,0 +1,189 @@
+"""Strict readers for configuration from environment variables (docs: configuration.md).
+
+Every reader takes the variable's name and a default. An unset or empty variable gives the
+default; a malformed one raises ImproperlyConfigured naming the variable, so a typo stops
+the process at start instead of changing behaviour quietly. `NAME_FILE` may hold the path of
+a file to read the value from (for secrets); setting both `NAME` and `NAME_FILE` is an error.
+"""
+
+import os
+import secrets
+from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+_TRUE = {"true", "1", "yes"}
+_FALSE = {"false", "0", "no"}
+
+
+def _raw(name: str) -> str | None:
+    value = os.environ.get(name, "")
+    file_name = os.environ.get(f"{name}_FILE", "")
+    if value and file_name:
+        raise ImproperlyConfigured(f"Set {name} or {name}_FILE, not both.")
+    if file_name:
+        try:
+            value = Path(file_name).read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as error:
+            raise ImproperlyConfigured(
+                f"{name}_FILE: cannot read {file_name!r}: {error.strerror}"
+            ) from error
+    return value or None
+
+
+def env_str(name: str, default: str | None = None) -> str | None:
+    value = _raw(name)
+    return default if value is None else value
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = _raw(name)
+    if value is None:
+        return default
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name} must be one of true/false/1/0/yes/no, not {value!r}.")
+
+
+def env_int(
+    name: str, default: int, *, minimum: int | None = None, maximum: int | None = None
+) -> int:
+    value = _raw(name)
+    if value is None:
+        return default
+    try:
+        number = int(value.strip(), 10)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be an integer, not {value!r}.") from None
+    if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
+        bounds = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+        raise ImproperlyConfigured(f"{name} must be {bounds}, not {number}.")
+    return number
+
+
+def env_list(name: str, default: list[str] | None = None) -> list[str]:
+    """A comma-separated list; blanks around items are dropped, empty items are an error."""
+    value = _raw(name)
+    if value is None:
+        return list(default or [])
+    items = [item.strip() for item in value.split(",")]
+    if not all(items):
+        raise ImproperlyConfigured(f"{name} has an empty item: {value!r}.")
+    return items
+
+
+def database_from_url(name: str, url: str, *, base_dir: Path, pool_max: int) -> dict:
+    """Django's DATABASES["default"] for `postgres://…`, `postgresql://…` or `sqlite:///path`."""
+    parts = _split(name, url)
+    if parts.scheme in {"postgres", "postgresql"}:
+        database = unquote(parts.path.lstrip("/"))
+        if not database:
+            raise ImproperlyConfigured(f"{name} names no database: {_redact(url)!r}.")
+        try:
+            port = parts.port
+        except ValueError:
+            raise ImproperlyConfigured(f"{name} has a bad port: {_redact(url)!r}.") from None
+        # Django's own psycopg pool; it needs CONN_MAX_AGE = 0 (the default), which it owns.
+        options: dict = {"pool": {"min_size": min(4, pool_max), "max_size": pool_max}}
+        options.update(parse_qsl(parts.query))  # e.g. ?sslmode=require
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": database,
+            "USER": unquote(parts.username or ""),
+            "PASSWORD": unquote(parts.password or ""),
+            "HOST": parts.hostname or "",
+            "PORT": str(port or ""),
+            "OPTIONS": options,
+        }
+    if parts.scheme == "sqlite":
+        if parts.netloc or not parts.path.strip("/"):
+            raise ImproperlyConfigured(
+                f"{name} must look like sqlite:///relative/path or sqlite:////absolute/path,"
+                f" not {url!r}."
+            )
+        path = unquote(parts.path[1:])
+        if path != ":memory:":
+            path = str(base_dir / path)  # an absolute path stays absolute
+        return sqlite_database(path)
+    raise ImproperlyConfigured(
+        f"{name} must start with postgres://, postgresql:// or sqlite:///, not {_redact(url)!r}."
+    )
+
+
+def sqlite_database(path: str) -> dict:
+    return {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": path,
+        "OPTIONS": {
+            # WAL lets readers go on while one writer writes; IMMEDIATE takes the write lock
+            # when a transaction starts, so concurrent writers wait (busy_timeout) instead of
+            # failing with "database is locked" when a read transaction tries to upgrade.
+            "init_command": (
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=20000;"
+            ),
+            "transaction_mode": "IMMEDIATE",
+        },
+    }
+
+
+def redis_urls(name: str, url: str) -> tuple[str, str]:
+    """The URLs of database N (cache) and N+1 (channel layer) for `redis://host:port/N`."""
+    parts = _split(name, url)
+    if parts.scheme not in {"redis", "rediss"} or not parts.hostname:
+        raise ImproperlyConfigured(
+            f"{name} must look like redis://host:port/N, not {_redact(url)!r}."
+        )
+    number = parts.path.strip("/") or "0"
+    if not number.isdigit():
+        raise ImproperlyConfigured(f"{name}: the database must be a number, not {number!r}.")
+    try:
+        parts.port  # noqa: B018  (raises on a malformed port)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} has a bad port: {_redact(url)!r}.") from None
+    cache_db, channels_db = int(number), int(number) + 1
+    return (
+        urlunsplit(parts._replace(path=f"/{cache_db}")),
+        urlunsplit(parts._replace(path=f"/{channels_db}")),
+    )
+
+
+def secret_key_from_file(path: Path) -> str:
+    """Read the key in `path`, generating it first (mode 600) if there is none."""
+    if not path.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Write a temporary file and link it into place, so that two processes starting at
+        # once agree on one key and neither reads a half-written file.
+        temporary = path.with_name(f".{path.name}.{os.getpid()}")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            with os.fdopen(descriptor, "w", encoding="ascii") as file:
+                file.write(secrets.token_urlsafe(50) + "\n")
+            os.link(temporary, path)
+        except FileExistsError:
+            pass
+        finally:
+            temporary.unlink(missing_ok=True)
+    key = path.read_text(encoding="ascii").strip()
+    if len(key) < 50:
+        raise ImproperlyConfigured(f"{path} holds a key shorter than 50 characters.")
+    return key
+
+
+def _split(name: str, url: str):
+    try:
+        return urlsplit(url)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} is not a valid URL.") from None
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -1,0 +1,43 @@
+import logging
+
+from django.conf import settings
+from django.db import connection
+from django.http import JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
+
+logger = logging.getLogger(__name__)
+
+
+@require_safe
+@never_cache
+def healthz(request):
+    """The process lives."""
+    return JsonResponse({"status": "ok"})
+
+
+@require_safe
+@never_cache
+def readyz(request):
+    """The process can serve: the database answers, and Redis too when it is configured."""
+    try:
+        connection.ensure_connection()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception as error:
+        logger.warning("readyz: database unavailable", exc_info=True)
+        return _not_ready(f"The database does not answer ({type(error).__name__}).")
+    if settings.REDIS_URL:
+        from django_redis import get_redis_connection
+
+        try:
+            get_redis_connection("default").ping()
+        except Exception as error:
+            logger.warning("readyz: redis unavailable", exc_info=True)
+            return _not_ready(f"Redis does not answer ({type(error).__name__}).")
+    return JsonResponse({"status": "ok"})
+
+
+def _not_ready(message: str) -> JsonResponse:
+    body = {"error": {"code": "not_ready", "message": message, "details": []}}
+    return JsonResponse(body, status=503)
