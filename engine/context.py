@@ -1,0 +1,97 @@
+"""State shared by every graph of one run: event numbering, step budget, concurrency slots."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from random import Random
+from typing import Any
+
+from engine.nodes.base import Registry
+from engine.ports import EventSink, Services
+from engine.values import canonical_json
+
+MAX_EVENT_VALUE = 64 * 1024
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class UtcClock:
+    """ISO 8601 timestamps with milliseconds, each distinct one formatted once.
+
+    Events are stamped several times per node and a burst of pure nodes fits in one
+    millisecond; formatting a datetime each time would cost more than the nodes themselves.
+    """
+
+    __slots__ = ("_millisecond", "_prefix", "_second", "_text")
+
+    def __init__(self) -> None:
+        self._millisecond = self._second = -1
+        self._prefix = self._text = ""
+
+    def now(self) -> str:
+        millisecond = int(time.time() * 1000)
+        if millisecond != self._millisecond:
+            self._millisecond = millisecond
+            second, fraction = divmod(millisecond, 1000)
+            if second != self._second:
+                self._second = second
+                self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._text = f"{self._prefix}.{fraction:03d}Z"
+        return self._text
+
+
+class RunContext:
+    """One run's shared state. Only the engine's dispatchers and attempt loops change it."""
+
+    def __init__(self, run_id: str, sink: EventSink, registry: Registry, services: Services,
+                 concurrency: int, max_steps: int, rng: Random, next_seq: int = 1,
+                 steps: int = 0):
+        self.run_id = run_id
+        self.sink = sink
+        self.registry = registry
+        self.services = services
+        self.slots = asyncio.Semaphore(concurrency)
+        self.max_steps = max_steps
+        self.steps = steps
+        self.rng = rng
+        self.next_seq = next_seq
+        self.clock = UtcClock()
+        self.last_ts = ""
+
+    def emit(self, kind: str, data: dict[str, Any], scope: str | None = None,
+             item: int | None = None) -> None:
+        seq = self.next_seq
+        self.next_seq = seq + 1
+        self.last_ts = ts = self.clock.now()
+        self.sink.emit({"seq": seq, "type": kind, "ts": ts, "run": self.run_id,
+                        "scope": scope, "item": item, "data": data})
+
+    def take_step(self) -> bool:
+        """Count one attempt against `max_steps`; False when the budget is spent."""
+        if self.steps >= self.max_steps:
+            return False
+        self.steps += 1
+        return True
+
+
+def capped(inputs: dict[str, Any]) -> dict[str, Any]:
+    """Inputs for an event: each value over 64 KiB as JSON is replaced by a cut-off text."""
+    if not inputs:
+        return {}
+    out = {}
+    for name, value in inputs.items():
+        if isinstance(value, str):
+            small = len(value) <= MAX_EVENT_VALUE // 4 or len(value.encode()) <= MAX_EVENT_VALUE
+        else:
+            small = value is None or isinstance(value, (bool, int, float)) or \
+                len(text := canonical_json(value).encode()) <= MAX_EVENT_VALUE
+        if small:
+            out[name] = value
+        else:
+            raw = value.encode() if isinstance(value, str) else text
+            out[name] = raw[:MAX_EVENT_VALUE].decode(errors="ignore") + "…[truncated]"
+    return out

@@ -1,0 +1,34 @@
+"""Node types: one strategy per type, gathered in a registry."""
+
+from functools import cache
+
+from engine.nodes.base import NodeCall, NodeStrategy, Registry
+from engine.nodes.pure import AggregateNode, EndNode, IfElseNode, StartNode, TemplateNode
+from engine.nodes.specs_io import (
+    CodeSpec,
+    HttpSpec,
+    IterationSpec,
+    LlmSpec,
+    QuestionSpec,
+    SubflowSpec,
+)
+from engine.nodes.wait import WaitNode
+
+
+def default_registry() -> Registry:
+    """A registry of every built-in node type."""
+    return Registry([StartNode(), EndNode(), TemplateNode(), IfElseNode(), AggregateNode(),
+                     WaitNode(), CodeSpec(), HttpSpec(), LlmSpec(), QuestionSpec(),
+                     IterationSpec(), SubflowSpec()])
+
+
+__all__ = ["NodeCall", "NodeStrategy", "Registry", "default_registry", "shared_default_registry"]
+
+
+@cache
+def shared_default_registry() -> Registry:
+    """One default registry for the process, for callers that do not bring their own.
+
+    Strategies are stateless, so sharing is safe; never `register` into this one.
+    """
+    return default_registry()

@@ -1,0 +1,100 @@
+"""JSON values: the seven output types, text rendering and JSON equality (dsl.md §2, §3, §5.4)."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+TYPE_NAMES = ("string", "integer", "number", "boolean", "object", "array", "any")
+
+
+def render_text(value: Any) -> str:
+    """Render a value into text: strings as they are, null as "", the rest as compact JSON."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    return canonical_json(value)
+
+
+def canonical_json(value: Any) -> str:
+    """Compact JSON with sorted keys and non-ASCII kept: the one text form of a value."""
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+
+
+def is_integer(value: Any) -> bool:
+    # bool is a subclass of int in Python but never an integer in JSON.
+    return type(value) is int
+
+
+def is_number(value: Any) -> bool:
+    if type(value) is int:
+        return True
+    return type(value) is float and math.isfinite(value)
+
+
+def type_name_of(value: Any) -> str:
+    """The JSON type of a value, as a word for error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def type_problem(value: Any, spec: dict[str, Any], where: str = "value") -> str | None:
+    """Why `value` does not match the type spec `{"type": T, "items": …}`, or None if it does.
+
+    null is a valid value of every type.
+    """
+    if value is None:
+        return None
+    expected = spec.get("type", "any")
+    ok = {
+        "any": lambda v: True,
+        "string": lambda v: isinstance(v, str),
+        "integer": is_integer,
+        "number": is_number,
+        "boolean": lambda v: isinstance(v, bool),
+        "object": lambda v: isinstance(v, dict),
+        "array": lambda v: isinstance(v, list),
+    }[expected](value)
+    if not ok:
+        return f"{where} must be {_article(expected)} {expected}, not {type_name_of(value)}"
+    items = spec.get("items")
+    if expected == "array" and items:
+        for index, item in enumerate(value):
+            problem = type_problem(item, items, f"{where}[{index}]")
+            if problem:
+                return problem
+    return None
+
+
+def _article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
+
+
+def json_equal(left: Any, right: Any) -> bool:
+    """JSON equality: 1 equals 1.0, true never equals 1, containers compared deeply."""
+    if isinstance(left, bool) or isinstance(right, bool):
+        return isinstance(left, bool) and isinstance(right, bool) and left == right
+    if is_number(left) and is_number(right):
+        return left == right
+    if isinstance(left, dict) and isinstance(right, dict):
+        return left.keys() == right.keys() and all(json_equal(left[k], right[k]) for k in left)
+    if isinstance(left, list) and isinstance(right, list):
+        return len(left) == len(right) and all(map(json_equal, left, right))
+    if type(left) is not type(right):
+        return False
+    return left == right
