@@ -1,7 +1,13 @@
-"""The interfaces through which the engine reaches the world; the platform implements them."""
+"""The interfaces through which the engine reaches the world; the platform implements them.
+
+Node strategies see these through `NodeCall.services`. Each port is small and async; the
+engine ships offline or local implementations (the echo provider, the process sandbox, the
+guarded HTTP client) and the platform configures them from settings.
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -24,12 +30,115 @@ class NullSink:
         pass
 
 
+# -- code ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CodeLimits:
+    cpu_s: int = 10
+    memory_mb: int = 256
+    output_kb: int = 1024
+    wall_s: float = 30
+
+
+@dataclass(slots=True)
+class CodeOutcome:
+    """What a sandboxed `main(**inputs)` produced: its result, or the error it ended with."""
+
+    result: Any = None
+    logs: str = ""  # what it printed, capped
+    error: Any = None  # a NodeError (code_error, timeout) or None
+
+
+class CodeSandbox(Protocol):
+    async def run(self, code: str, inputs: dict[str, Any], limits: CodeLimits) -> CodeOutcome:
+        """Run user code isolated from the server; never raises for what the code does."""
+        ...
+
+
+# -- http ------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class HttpRequest:
+    method: str
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    query: dict[str, str] = field(default_factory=dict)
+    body: Any = None  # bytes, str, or a JSON value
+    timeout_s: float = 30
+
+
+@dataclass(slots=True)
+class HttpResponse:
+    status: int
+    headers: dict[str, str]  # lower-case names
+    content: bytes
+    content_type: str = ""
+
+
+class HttpClient(Protocol):
+    async def send(self, request: HttpRequest) -> HttpResponse:
+        """Send with the operator's address policy; raise NodeError (network_error,
+        blocked_address, timeout, too_large) on failure."""
+        ...
+
+
+# -- llm -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    model: str | None
+    prompt: str
+    system: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class ChatProvider(Protocol):
+    def stream(self, request: ChatRequest) -> AsyncIterator[str | Usage]:
+        """Yield text chunks as they arrive, then one Usage; raise NodeError(provider_error)."""
+        ...
+
+
+# -- subflows --------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ChildRunRequest:
+    parent_run_id: str
+    node: str
+    item: int | None
+    flow: str  # the child's slug
+    version: int | str  # "published" or a number
+    inputs: dict[str, Any]
+    depth: int  # the child's depth (the top-level run is 0)
+    lineage: tuple[str, ...]  # slugs from the top-level flow down to the parent
+
+
+class FlowRunner(Protocol):
+    async def run_child(self, request: ChildRunRequest) -> dict[str, Any]:
+        """Run another flow of the same owner as a child run and return its outputs.
+
+        Raises NodeError: not_published, self_reference, invalid_param (bad inputs), or the
+        child's own error when it fails. Cancelling the awaiting task cancels the child.
+        """
+        ...
+
+
 @dataclass
 class Services:
     """The ports node strategies may use; each is optional until a node type needs it."""
 
-    llm_providers: dict[str, Any] = field(default_factory=dict)
-    sandbox: Any = None
-    http: Any = None
-    flows: Any = None  # a FlowResolver for subflows
-    extra: dict[str, Any] = field(default_factory=dict)
+    llm_providers: dict[str, ChatProvider] = field(default_factory=dict)
+    sandbox: CodeSandbox | None = None
+    code_limits: CodeLimits = field(default_factory=CodeLimits)
+    http: HttpClient | None = None
+    flows: FlowRunner | None = None

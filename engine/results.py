@@ -18,6 +18,7 @@ class NodeResult:
     elapsed_ms: float = 0.0
     started_at: str | None = None
     finished_at: str | None = None
+    logs: str | None = None  # what a code node printed (capped)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -40,13 +40,17 @@ class GraphExecution:
                  scope_name: str | None = None, item: int | None = None,
                  start_inputs: dict[str, Any] | None = None,
                  finished: dict[str, NodeResult] | None = None,
-                 skipped: set[str] | None = None):
+                 skipped: set[str] | None = None, path: str = ""):
         self.context = context
         self.graph = graph
         self.scope = scope
         self.scope_name = scope_name
         self.item = item
         self.start_inputs = start_inputs or {}
+        # Where this graph sits in the run ("" at the top, "/each[3]" in an iteration body):
+        # part of each node's idempotency key.
+        self.path = path
+        self.logs: dict[int, str] = {}
         self.replayed = finished or {}
         self.already_skipped = skipped or set()
         self.remaining = [len(node.incoming) for node in graph.nodes]
@@ -156,7 +160,8 @@ class GraphExecution:
         context.emit("node.started", {"node": node.id, "type": node.type, "attempt": 1,
                                       "inputs": capped(inputs) if inputs else {}},
                      self.scope_name, self.item)
-        call = NodeCall(node, inputs, self.scope, 1, context.services, self._chunk)
+        call = NodeCall(node, inputs, self.scope, 1, context.services, self._chunk,
+                        run_id=context.run_id, item=self.item)
         try:
             outputs = strategy.run(call)
         except NodeError as error:
@@ -226,7 +231,9 @@ class GraphExecution:
                        attempt: int) -> tuple[NodeError | None, dict[str, Any] | None]:
         self._emit("node.started", {"node": node.id, "type": node.type, "attempt": attempt,
                                     "inputs": capped(inputs)})
-        call = NodeCall(node, inputs, self.scope, attempt, self.context.services, self._chunk)
+        call = NodeCall(node, inputs, self.scope, attempt, self.context.services, self._chunk,
+                        f"{self.context.run_id}{self.path}/{node.id}", self.context.run_id,
+                        self.item)
         try:
             if node.timeout_s is None:
                 outputs = await strategy.execute(call)
@@ -239,6 +246,9 @@ class GraphExecution:
             return error, None
         except Exception as error:  # a bug in a strategy must not take the run down with it
             return NodeError("internal_error", f"{type(error).__name__}: {error}"), None
+        finally:
+            if call.logs is not None:
+                self.logs[node.index] = call.logs
         problem = _output_problem(outputs, node.outputs)
         if problem:
             return NodeError("output_type", problem), None
@@ -286,11 +296,15 @@ class GraphExecution:
         elapsed = round((now - self.started.get(index, now)) * 1000, 3)
         attempts = self.attempts.get(index, 0)
         self.scope.outputs[node.id] = outputs
-        self._emit("node.finished", {"node": node.id, "status": status, "outputs": outputs,
-                                     "error": error, "elapsed_ms": elapsed,
-                                     "attempts": attempts})
+        data = {"node": node.id, "status": status, "outputs": outputs, "error": error,
+                "elapsed_ms": elapsed, "attempts": attempts}
+        logs = self.logs.get(index)
+        if logs is not None:
+            data["logs"] = logs
+        self._emit("node.finished", data)
         self.results[node.id] = NodeResult(node.id, node.type, status, attempts, inputs, outputs,
-                                           error, elapsed, finished_at=self.context.last_ts)
+                                           error, elapsed, finished_at=self.context.last_ts,
+                                           logs=logs)
 
     def _replay(self, index: int, result: NodeResult) -> None:
         """Take a node's result from a checkpoint instead of running it again."""

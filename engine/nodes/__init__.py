@@ -3,22 +3,18 @@
 from functools import cache
 
 from engine.nodes.base import NodeCall, NodeStrategy, Registry
+from engine.nodes.code import CodeNode
+from engine.nodes.http import HttpNode
+from engine.nodes.llm import LlmNode
 from engine.nodes.pure import AggregateNode, EndNode, IfElseNode, StartNode, TemplateNode
-from engine.nodes.specs_io import (
-    CodeSpec,
-    HttpSpec,
-    IterationSpec,
-    LlmSpec,
-    QuestionSpec,
-    SubflowSpec,
-)
+from engine.nodes.specs_io import IterationSpec, QuestionSpec, SubflowSpec
 from engine.nodes.wait import WaitNode
 
 
 def default_registry() -> Registry:
     """A registry of every built-in node type."""
     return Registry([StartNode(), EndNode(), TemplateNode(), IfElseNode(), AggregateNode(),
-                     WaitNode(), CodeSpec(), HttpSpec(), LlmSpec(), QuestionSpec(),
+                     WaitNode(), CodeNode(), HttpNode(), LlmNode(), QuestionSpec(),
                      IterationSpec(), SubflowSpec()])
 
 

@@ -20,11 +20,12 @@ if TYPE_CHECKING:
 class NodeCall:
     """One attempt of one node: its resolved inputs, compiled params and the run's services."""
 
-    __slots__ = ("_emit_chunk", "attempt", "idempotency_key", "inputs", "node", "params", "scope",
-                 "services")
+    __slots__ = ("_emit_chunk", "attempt", "idempotency_key", "inputs", "item", "logs", "node",
+                 "params", "run_id", "scope", "services")
 
     def __init__(self, node: PlanNode, inputs: dict[str, Any], scope: Scope, attempt: int,
-                 services: Services, emit_chunk: Any, idempotency_key: str = ""):
+                 services: Services, emit_chunk: Any, idempotency_key: str = "",
+                 run_id: str = "", item: int | None = None):
         self.node = node
         self.params = node.params
         self.inputs = inputs
@@ -32,7 +33,11 @@ class NodeCall:
         self.attempt = attempt
         self.services = services
         self._emit_chunk = emit_chunk
+        # The same for every attempt of this node (and item): servers can deduplicate retries.
         self.idempotency_key = idempotency_key
+        self.run_id = run_id
+        self.item = item
+        self.logs: str | None = None  # what the node printed, recorded with its execution
 
     def resolve(self, value: Any) -> Any:
         """The run-time value of a compiled param (literals pass through)."""

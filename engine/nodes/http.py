@@ -1,0 +1,13 @@
+"""The `http` node (dsl.md §5): params and checks in specs_io, execution here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.nodes.base import NodeCall
+from engine.nodes.specs_io import HttpSpec
+
+
+class HttpNode(HttpSpec):
+    async def execute(self, call: NodeCall) -> dict[str, Any]:
+        raise NotImplementedError("being built")
