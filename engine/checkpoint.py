@@ -1,7 +1,8 @@
-"""Checkpoints: what a run must know to continue after an interruption without redoing work.
+"""Checkpoints: what a run must know to continue after an interruption or a pause.
 
-Node results are the checkpoints. A checkpoint is rebuilt from the stored events of a run
-(`Checkpoint.from_events`), so whatever stores the events also stores the checkpoints.
+Node results are the checkpoints, and they travel in the run's events: a checkpoint is
+rebuilt from the stored events (`Checkpoint.from_events`), so whatever stores the events
+also stores the checkpoints, and no other state has to be written.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from engine.questions import OpenQuestion
 from engine.results import NodeResult
 
 
@@ -21,35 +23,55 @@ class Checkpoint:
     started_at: str | None = None
     finished: dict[str, NodeResult] = field(default_factory=dict)  # top-level nodes that ended
     skipped: set[str] = field(default_factory=set)
+    questions: dict[str, OpenQuestion] = field(default_factory=dict)  # open ones
+    answer: str | None = None  # the end node's streamed answer, when it had finished
 
     @classmethod
     def from_events(cls, events: list[dict[str, Any]]) -> Checkpoint:
         checkpoint = cls()
-        first_ts = last_ts = None
         node_types: dict[str, str] = {}
+        node_inputs: dict[str, dict[str, Any]] = {}
+        # Executing time: the last snapshot (0 at run.started, carried by run.resumed) plus
+        # the time from it to the last stored event. A pause starts at the last event before
+        # it and ends with run.resumed, so paused time is never counted.
+        snapshot_ms, snapshot_ts, last_ts = 0.0, None, None
+        chunks: dict[str, list[str]] = {}
         for event in events:
             checkpoint.next_seq = max(checkpoint.next_seq, event["seq"] + 1)
-            first_ts = first_ts or event["ts"]
             last_ts = event["ts"]
             kind, data = event["type"], event["data"]
             if kind == "run.started":
-                checkpoint.started_at = event["ts"]
+                checkpoint.started_at = snapshot_ts = event["ts"]
             elif kind == "node.started":
                 checkpoint.steps += 1
                 if event.get("scope") is None:
                     node_types[data["node"]] = data["type"]
+                    node_inputs[data["node"]] = data.get("inputs") or {}
             elif event.get("scope") is not None:
                 continue
             elif kind == "node.finished" and data["status"] != "cancelled":
                 checkpoint.finished[data["node"]] = NodeResult(
                     node=data["node"], type=node_types.get(data["node"], ""),
                     status=data["status"], attempts=data["attempts"],
-                    outputs=data["outputs"], error=data["error"],
-                    elapsed_ms=data["elapsed_ms"], finished_at=event["ts"])
+                    inputs=node_inputs.get(data["node"]), outputs=data["outputs"],
+                    error=data["error"], elapsed_ms=data["elapsed_ms"],
+                    finished_at=event["ts"], logs=data.get("logs"))
+                checkpoint.questions.pop(data["node"], None)
+            elif kind == "node.chunk":
+                chunks.setdefault(data["node"], []).append(data["text"])
             elif kind == "node.skipped":
                 checkpoint.skipped.add(data["node"])
-        if first_ts and last_ts:
-            checkpoint.elapsed_ms = _ms_between(first_ts, last_ts)
+            elif kind == "run.waiting":
+                checkpoint.questions[data["node"]] = OpenQuestion(
+                    data["node"], data["question"], data["options"], data["timeout_at"],
+                    inputs=node_inputs.get(data["node"]))
+            elif kind == "run.resumed" and "elapsed_ms" in data:
+                snapshot_ms, snapshot_ts = data["elapsed_ms"], event["ts"]
+        ended = [node for node, result in checkpoint.finished.items() if result.type == "end"]
+        if ended and ended[0] in chunks:
+            checkpoint.answer = "".join(chunks[ended[0]])
+        if snapshot_ts and last_ts:
+            checkpoint.elapsed_ms = snapshot_ms + _ms_between(snapshot_ts, last_ts)
         return checkpoint
 
 

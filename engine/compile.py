@@ -96,12 +96,13 @@ class ExpressionCompiler:
         if isinstance(value, dict):
             items = tuple((key, self.expression(item)) for key, item in value.items())
             if all(expr.is_literal for _key, expr in items):
-                return Literal(value)
+                # Rebuilt from the parts: a literal `{{'{{'}}` inside has become `{{`.
+                return Literal({key: expr.value for key, expr in items})  # type: ignore[attr-defined]
             return ObjectOf(items)
         if isinstance(value, list):
             elements = tuple(self.expression(item) for item in value)
             if all(expr.is_literal for expr in elements):
-                return Literal(value)
+                return Literal([expr.value for expr in elements])  # type: ignore[attr-defined]
             return ArrayOf(elements)
         return Literal(value)
 

@@ -49,7 +49,8 @@ class RunContext:
 
     def __init__(self, run_id: str, sink: EventSink, registry: Registry, services: Services,
                  concurrency: int, max_steps: int, rng: Random, next_seq: int = 1,
-                 steps: int = 0):
+                 steps: int = 0, elapsed_ms: float = 0.0, depth: int = 0,
+                 lineage: tuple[str, ...] = ()):
         self.run_id = run_id
         self.sink = sink
         self.registry = registry
@@ -61,6 +62,10 @@ class RunContext:
         self.next_seq = next_seq
         self.clock = UtcClock()
         self.last_ts = ""
+        self.elapsed_before_ms = elapsed_ms  # executing time of earlier segments (resumes)
+        self.segment_started = time.monotonic()
+        self.depth = depth  # 0 for a top-level run, n for a child n subflows down
+        self.lineage = lineage  # flow slugs from the top-level run down to this one
 
     def emit(self, kind: str, data: dict[str, Any], scope: str | None = None,
              item: int | None = None) -> None:
@@ -69,6 +74,14 @@ class RunContext:
         self.last_ts = ts = self.clock.now()
         self.sink.emit({"seq": seq, "type": kind, "ts": ts, "run": self.run_id,
                         "scope": scope, "item": item, "data": data})
+
+    def elapsed_ms(self) -> float:
+        """Executing time of the run so far (time spent paused is not counted)."""
+        return round(self.elapsed_before_ms + (time.monotonic() - self.segment_started) * 1000, 3)
+
+    def max_steps_error(self) -> dict[str, Any]:
+        return {"code": "max_steps", "message": f"the run used its {self.max_steps} steps",
+                "node": None, "attempt": None}
 
     def take_step(self) -> bool:
         """Count one attempt against `max_steps`; False when the budget is spent."""

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.errors import NodeError
-from engine.references import ParsedReference, Path
+from engine.references import Path
 from engine.values import render_text, type_name_of
 
 
@@ -179,6 +179,3 @@ def expression_from_data(data: list[Any]) -> Expression:
         return ArrayOf(tuple(expression_from_data(expr) for expr in data[1]))
     raise ValueError(f"unknown expression tag {tag!r}")
 
-
-def literal_text(reference: ParsedReference) -> str:
-    return str(reference)

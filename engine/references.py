@@ -74,15 +74,3 @@ def parse_reference(inner: str) -> ParsedReference:
         path.append(int(index) if index else key)
     return ParsedReference(match.group("head"), tuple(path), inner)
 
-
-def whole_reference(text: str) -> ParsedReference | None:
-    """The reference when `text` is exactly one reference (it then keeps its value's type)."""
-    if not (text.startswith("{{") and text.endswith("}}")):
-        return None
-    try:
-        parts = parse_template(text)
-    except ReferenceSyntaxError:
-        return None
-    if len(parts) == 1 and isinstance(parts[0], ParsedReference):
-        return parts[0]
-    return None

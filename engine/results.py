@@ -39,3 +39,4 @@ class RunResult:
     steps: int = 0
     nodes: dict[str, NodeResult] = field(default_factory=dict)
     last_seq: int = 0
+    waiting: list[dict[str, Any]] = field(default_factory=list)  # open questions

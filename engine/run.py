@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 import uuid
-from random import Random
 from typing import Any
 
 from engine.checkpoint import Checkpoint
@@ -16,17 +14,24 @@ from engine.expressions import Scope
 from engine.nodes.base import Registry
 from engine.plan import Plan
 from engine.ports import EventSink, NullSink, Services
+from engine.questions import Answer, AnswerRefused, check_answer
 from engine.results import RunResult
-from engine.scheduler import GraphExecution, GraphOutcome
+from engine.scheduler import STOP, GraphExecution, GraphOutcome
 
 
 class Run:
-    """One execution of a plan. `await execute()` runs it; `cancel()` stops it from outside."""
+    """One execution of a plan. `await execute()` runs it; `cancel()` stops it from outside.
+
+    A run that waits for an answer returns with status `waiting`; it continues as a new `Run`
+    given `resume=Checkpoint.from_events(stored events)` and the `answers`.
+    """
 
     def __init__(self, plan: Plan, inputs: dict[str, Any], *, run_id: str | None = None,
                  sink: EventSink | None = None, flow: str = "", version: int | str = "draft",
                  registry: Registry | None = None, services: Services | None = None,
-                 rng: Random | None = None, resume: Checkpoint | None = None):
+                 rng: Any = None, resume: Checkpoint | None = None,
+                 answers: list[Answer] | None = None, depth: int = 0,
+                 lineage: tuple[str, ...] | None = None):
         if registry is None:
             from engine.nodes import shared_default_registry
 
@@ -42,83 +47,120 @@ class Run:
         # The random module's shared generator: seeding a new one per run costs ~15 µs.
         self.rng: Any = rng or random
         self.resume = resume
+        self.answers = {answer.node: answer for answer in answers or []}
+        self.depth = depth
+        self.lineage = lineage if lineage is not None else ((flow,) if flow else ())
         self._task: asyncio.Task[Any] | None = None
+        self._graph: GraphExecution | None = None
         self._cancel_requested = False
         self._timed_out = False
+        self._stops = 0  # cancellations of the task made by the run itself
 
     def cancel(self) -> None:
         """Stop the run: running nodes are interrupted and the run ends `cancelled`."""
         if self._cancel_requested:
             return
         self._cancel_requested = True
-        if self._task is not None:
-            self._task.cancel()
+        self._stop()
+
+    def answer(self, node: str, answer: str | None, option: str | None = None,
+               by: str | None = None) -> None:
+        """Answer an open question of this run while it executes; raise AnswerRefused."""
+        graph = self._graph
+        index = self.plan.graph.ids.get(node)
+        if graph is None or index is None or index not in graph.waiting:
+            raise AnswerRefused("not_waiting", f'no question "{node}" is open')
+        check_answer(self.plan, node, answer, option)
+        graph.deliver(Answer(node, answer, option, by))
 
     async def execute(self) -> RunResult:
         applied = self.plan.apply_inputs(self.inputs)
         resume = self.resume or Checkpoint()
+        for answer in self.answers.values():
+            if answer.node not in resume.questions:
+                raise AnswerRefused("not_waiting", f'no question "{answer.node}" is open')
+            check_answer(self.plan, answer.node, answer.answer, answer.option)
         settings = self.plan.settings
         context = RunContext(self.run_id, self.sink, self.registry, self.services,
                              settings.concurrency, settings.max_steps, self.rng,
-                             next_seq=resume.next_seq, steps=resume.steps)
+                             next_seq=resume.next_seq, steps=resume.steps,
+                             elapsed_ms=resume.elapsed_ms, depth=self.depth,
+                             lineage=self.lineage)
         started_at = resume.started_at or context.clock.now()
         sys = {"run_id": self.run_id, "flow": self.flow, "flow_version": self.version,
                "started_at": started_at}
-        graph = GraphExecution(context, self.plan.graph, Scope({}, sys), start_inputs=applied,
-                               finished=resume.finished, skipped=resume.skipped)
+        self._graph = graph = GraphExecution(
+            context, self.plan.graph, Scope({}, sys), start_inputs=applied,
+            finished=resume.finished, skipped=resume.skipped, questions=resume.questions,
+            answers=self.answers)
         if self.resume is None:
             context.emit("run.started", {"inputs": applied, "flow": self.flow,
                                          "version": self.version})
-        clock = time.monotonic()
-        outcome = await self._drive(graph, settings.timeout_s - resume.elapsed_ms / 1000)
-        elapsed_ms = round(resume.elapsed_ms + (time.monotonic() - clock) * 1000, 3)
+        if graph.graph.nodes[graph.graph.end].id in resume.finished:
+            graph.answer = resume.answer  # the end node's streamed answer, as stored
+        try:
+            outcome = await self._drive(graph, settings.timeout_s - resume.elapsed_ms / 1000)
+        except BaseException:
+            await self.sink.drain()  # keep what was emitted before the interruption
+            raise
+        finally:
+            self._graph = None
+        elapsed_ms = context.elapsed_ms()
         recovered = sum(1 for r in graph.results.values() if r.status == "recovered")
-        answer = graph.answer if outcome.status == "succeeded" else None
-        if answer is None and outcome.status == "succeeded" and \
-                "answer" in self.plan.graph.nodes[self.plan.graph.end].params:
-            answer = ""
-        context.emit("run.finished", {"status": outcome.status, "outputs": outcome.outputs,
-                                      "answer": answer, "error": outcome.error,
-                                      "elapsed_ms": elapsed_ms, "recovered": recovered})
+        answer = None
+        if outcome.status == "succeeded":
+            answer = graph.answer
+            if answer is None and "answer" in self.plan.graph.nodes[self.plan.graph.end].params:
+                answer = ""
+        waiting = [question.to_dict() for question in graph.waiting.values()]
+        if outcome.status != "waiting":
+            context.emit("run.finished", {"status": outcome.status, "outputs": outcome.outputs,
+                                          "answer": answer, "error": outcome.error,
+                                          "elapsed_ms": elapsed_ms, "recovered": recovered})
         await self.sink.drain()
         return RunResult(outcome.status, outcome.outputs, answer, outcome.error, elapsed_ms,
-                         recovered, context.steps, graph.results, context.next_seq - 1)
+                         recovered, context.steps, graph.results, context.next_seq - 1, waiting)
 
     async def _drive(self, graph: GraphExecution, budget_s: float) -> GraphOutcome:
         """Run the graph in this task under the run's time budget.
 
-        Cancelling this task is how both `cancel()` and the time limit stop the work; anything
-        else that cancels it is an interruption from outside (the process is stopping) and
-        propagates with no run.finished, so the run can resume from its checkpoints.
+        Cancelling this task with STOP is how both `cancel()` and the time limit stop the work;
+        anything else that cancels it is an interruption from outside (the process is stopping)
+        and propagates with no run.finished, so the run can resume from its checkpoints.
         """
         self._task = task = asyncio.current_task()
         assert task is not None
         if self._cancel_requested:
-            return self._stopped(graph)
+            return self._cancelled()
         loop = asyncio.get_running_loop()
         # A bare timer rather than asyncio.timeout(): it costs a quarter as much per run.
         deadline = loop.call_at(loop.time() + max(budget_s, 0), self._time_out)
         try:
             return await graph.run()
-        except asyncio.CancelledError:
-            if not (self._cancel_requested or self._timed_out):
+        except asyncio.CancelledError as interruption:
+            if STOP not in interruption.args:
                 raise
-            task.uncancel()
+            for _ in range(self._stops):
+                task.uncancel()
+            if task.cancelling():
+                raise  # an interruption from outside came too: it wins
         finally:
             deadline.cancel()
             self._task = None
         if self._timed_out and not self._cancel_requested:
-            graph.mark_cancelled()
             return GraphOutcome("failed", error=run_error(
                 "run_timeout", f"the run took longer than {self.plan.settings.timeout_s:g} s"))
-        return self._stopped(graph)
+        return self._cancelled()
 
     def _time_out(self) -> None:
         self._timed_out = True
+        self._stop()
+
+    def _stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
+            self._stops += 1
+            self._task.cancel(STOP)
 
     @staticmethod
-    def _stopped(graph: GraphExecution) -> GraphOutcome:
-        graph.mark_cancelled()
+    def _cancelled() -> GraphOutcome:
         return GraphOutcome("cancelled", error=run_error("cancelled", "the run was cancelled"))

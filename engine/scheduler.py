@@ -1,8 +1,9 @@
 """The dispatcher: runs one graph of a plan with every ready node started at once (dsl.md §4).
 
 One `GraphExecution` owns the state of its graph: edge decisions, node results, the ready
-queue. Node attempts run as tasks that report back through an inbox; pure nodes (no I/O)
-run inline, since a task each would cost more than the node itself.
+queue, open questions. Node attempts run as tasks (engine/attempts.py) that report back
+through an inbox; pure nodes (no I/O) run inline, since a task each would cost more than the
+node itself. Iteration bodies run as nested executions sharing the run's context.
 """
 
 from __future__ import annotations
@@ -12,15 +13,19 @@ import time
 from collections import deque
 from typing import Any
 
+from engine.attempts import Aborted, AwaitAnswer, Finished, RunAbort, Waiting, attempt_node
 from engine.context import RunContext, capped
 from engine.errors import NodeError
 from engine.expressions import Scope
 from engine.nodes.base import NodeCall
 from engine.plan import GraphPlan, PlanNode
+from engine.questions import Answer, OpenQuestion, QuestionsMixin
 from engine.results import NodeResult
-from engine.values import type_problem
 
-_MAX_STEPS = object()  # an attempt loop's report that the run's step budget is spent
+# The message of a cancellation by the run itself (cancel, time limit, a failed node): the
+# interrupted nodes are recorded as cancelled. Any other cancellation is an interruption
+# from outside, after which nothing more is emitted so that the run can resume.
+STOP = "astron:stop"
 
 
 class GraphOutcome:
@@ -35,12 +40,14 @@ class GraphOutcome:
         self.error = error
 
 
-class GraphExecution:
+class GraphExecution(QuestionsMixin):
     def __init__(self, context: RunContext, graph: GraphPlan, scope: Scope,
                  scope_name: str | None = None, item: int | None = None,
                  start_inputs: dict[str, Any] | None = None,
                  finished: dict[str, NodeResult] | None = None,
-                 skipped: set[str] | None = None, path: str = ""):
+                 skipped: set[str] | None = None, path: str = "",
+                 questions: dict[str, OpenQuestion] | None = None,
+                 answers: dict[str, Answer] | None = None):
         self.context = context
         self.graph = graph
         self.scope = scope
@@ -59,10 +66,12 @@ class GraphExecution:
         self.ready: deque[int] = deque([graph.start])
         self.tasks: dict[int, asyncio.Task[Any]] = {}
         self.started: dict[int, float] = {}
+        self.started_ts: dict[int, str] = {}
         self.attempts: dict[int, int] = {}
-        self.inbox: asyncio.Queue[tuple[int, Any]] | None = None  # made with the first task
+        self.inbox: asyncio.Queue[tuple[int, Any]] | None = None  # made when first needed
         self.answer: str | None = None
         self.outcome: GraphOutcome | None = None
+        self.init_questions(questions or {}, answers or {})
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -72,28 +81,46 @@ class GraphExecution:
                 self._start_ready()
                 if self.outcome is not None:
                     if self.tasks:
-                        await self._stop_tasks()
+                        await self._stop_tasks(loud=True)
+                    self.close_questions()
                     return self.outcome
                 if not self.tasks:
+                    if self.waiting:
+                        self.close_questions()
+                        return GraphOutcome("waiting")
                     return GraphOutcome("failed", error={
                         "code": "internal_error", "message": "the run stopped making progress",
                         "node": None, "attempt": None})
-                assert self.inbox is not None
-                index, report = await self.inbox.get()
-                self.tasks.pop(index, None)
-                if report is _MAX_STEPS:
-                    self.outcome = self._max_steps_outcome()
-                    continue
-                outputs, error, attempts, inputs, holding_slot = report
-                self._complete(index, outputs, error, attempts, inputs)
-                if holding_slot:
-                    self.context.slots.release()
-        except asyncio.CancelledError:
-            await self._stop_tasks(quietly=True)
+                index, report = await self.mailbox().get()
+                self._on_report(index, report)
+        except asyncio.CancelledError as interruption:
+            loud = STOP in interruption.args
+            await self._stop_tasks(loud=loud)
+            self.close_questions()
             raise
 
+    def mailbox(self) -> asyncio.Queue[tuple[int, Any]]:
+        if self.inbox is None:
+            self.inbox = asyncio.Queue()
+        return self.inbox
+
+    def _on_report(self, index: int, report: Any) -> None:
+        self.tasks.pop(index, None)
+        if isinstance(report, Finished):
+            self._complete(index, report.outputs, report.error, report.attempts, report.inputs)
+            if report.holding_slot:
+                self.context.slots.release()
+        elif isinstance(report, Aborted):
+            self.outcome = GraphOutcome("failed", error=report.error)
+        elif isinstance(report, Waiting):
+            self.open_question(index, report.question, report.attempts, report.inputs)
+            if report.holding_slot:
+                self.context.slots.release()
+        else:
+            self.on_question_report(index, report)
+
     def mark_cancelled(self) -> None:
-        """After an interruption by the run (timeout, cancel): record unfinished nodes."""
+        """Record every started node that did not finish as cancelled."""
         for index in list(self.started):
             node = self.graph.nodes[index]
             if node.id not in self.results:
@@ -101,15 +128,27 @@ class GraphExecution:
                     "cancelled", "the run stopped before this node finished",
                     node.id, self.attempts.get(index)).to_dict())
 
-    async def _stop_tasks(self, quietly: bool = False) -> None:
+    async def _stop_tasks(self, loud: bool) -> None:
         tasks = list(self.tasks.values())
         for task in tasks:
-            task.cancel()
+            task.cancel(STOP if loud else None)
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         self.tasks.clear()
-        if not quietly:
+        self._settle_reports(record=loud)
+        if loud:
             self.mark_cancelled()
+
+    def _settle_reports(self, record: bool) -> None:
+        """Reports that arrived after the outcome: give back their slots, keep their results."""
+        while self.inbox is not None and not self.inbox.empty():
+            index, report = self.inbox.get_nowait()
+            if getattr(report, "holding_slot", False):
+                self.context.slots.release()
+            if record and isinstance(report, Finished):
+                error = report.error.to_dict() if report.error is not None else None
+                self._record(index, "failed" if error else "succeeded", report.outputs, error,
+                             report.inputs)
 
     def _start_ready(self) -> None:
         nodes, registry = self.graph.nodes, self.context.registry
@@ -120,25 +159,27 @@ class GraphExecution:
             if replay is not None:
                 self._replay(index, replay)
                 continue
+            if self.reopen_question(index):
+                continue
             strategy = registry[node.type]
             try:
                 inputs = self._resolve_inputs(node)
             except NodeError as error:
                 if not self.context.take_step():
-                    self.outcome = self._max_steps_outcome()
+                    self.outcome = GraphOutcome("failed", error=self.context.max_steps_error())
                     return
                 self.started[index] = time.monotonic()
                 self.attempts[index] = 1
-                self._emit("node.started", {"node": node.id, "type": node.type, "attempt": 1,
-                                            "inputs": {}})
+                self.emit("node.started", {"node": node.id, "type": node.type, "attempt": 1,
+                                           "inputs": {}})
+                self.started_ts[index] = self.context.last_ts
                 self._complete(index, None, error, 1, {})
                 continue
             if strategy.pure:
                 self._run_inline(index, node, strategy, inputs)
             else:
-                if self.inbox is None:
-                    self.inbox = asyncio.Queue()
-                self.tasks[index] = asyncio.create_task(self._attempts(index, node, inputs))
+                self.mailbox()
+                self.tasks[index] = asyncio.create_task(attempt_node(self, index, node, inputs))
 
     def _resolve_inputs(self, node: PlanNode) -> dict[str, Any]:
         if node.index == self.graph.start:
@@ -146,13 +187,13 @@ class GraphExecution:
         scope = self.scope
         return {name: expr.resolve(scope) for name, expr in node.inputs}
 
-    # -- executing nodes ---------------------------------------------------------------------
+    # -- pure nodes, inline ------------------------------------------------------------------
 
     def _run_inline(self, index: int, node: PlanNode, strategy: Any,
                     inputs: dict[str, Any]) -> None:
         context = self.context
         if context.steps >= context.max_steps:
-            self.outcome = self._max_steps_outcome()
+            self.outcome = GraphOutcome("failed", error=context.max_steps_error())
             return
         context.steps += 1
         self.started[index] = time.monotonic()
@@ -160,12 +201,17 @@ class GraphExecution:
         context.emit("node.started", {"node": node.id, "type": node.type, "attempt": 1,
                                       "inputs": capped(inputs) if inputs else {}},
                      self.scope_name, self.item)
-        call = NodeCall(node, inputs, self.scope, 1, context.services, self._chunk,
-                        run_id=context.run_id, item=self.item)
+        started_ts = self.started_ts[index] = context.last_ts
+        call = NodeCall(node, inputs, self.scope, 1, context.services, self.chunk,
+                        run_id=context.run_id, item=self.item, execution=self)
         try:
             outputs = strategy.run(call)
         except NodeError as error:
             self._complete(index, None, error, 1, inputs)
+            return
+        except Exception as error:  # a bug in a strategy must not take the run down with it
+            self._complete(index, None, NodeError("internal_error",
+                                                  f"{type(error).__name__}: {error}"), 1, inputs)
             return
         if node.on_error == "branch" or index == self.graph.end:
             self._complete(index, outputs, None, 1, inputs)
@@ -178,81 +224,27 @@ class GraphExecution:
                                        "error": None, "elapsed_ms": elapsed, "attempts": 1},
                      self.scope_name, self.item)
         self.results[node_id] = NodeResult(node_id, node.type, "succeeded", 1, inputs, outputs,
-                                           None, elapsed, None, context.last_ts)
+                                           None, elapsed, started_ts, context.last_ts)
         if node.branching:
             self._decide_outgoing(node, "handle", strategy.chosen_handle(outputs))
         else:
             self._decide_outgoing(node, "plain", None)
 
-    async def _attempts(self, index: int, node: PlanNode, inputs: dict[str, Any]) -> None:
-        """Attempt a node until it succeeds, fails for good, or runs out of attempts.
+    # -- iteration bodies --------------------------------------------------------------------
 
-        The concurrency slot of a finished attempt passes to the dispatcher with the report and
-        is released only once the node is recorded, so events never show more nodes running
-        than the run's concurrency allows.
-        """
-        context = self.context
-        strategy = context.registry[node.type]
-        policy = node.retry
-        attempt = 0
-        holding = False
-        try:
-            while True:
-                attempt += 1
-                if not context.take_step():
-                    self.inbox.put_nowait((index, _MAX_STEPS))
-                    return
-                if strategy.holds_slot:
-                    await context.slots.acquire()
-                    holding = True
-                if attempt == 1:
-                    self.started[index] = time.monotonic()
-                self.attempts[index] = attempt
-                error, outputs = await self._attempt(node, strategy, inputs, attempt)
-                if error is not None:
-                    error.node, error.attempt = node.id, attempt
-                if error is None or not (error.transient and attempt < policy.max_attempts):
-                    self.inbox.put_nowait((index, (outputs, error, attempt, inputs, holding)))
-                    holding = False
-                    return
-                if holding:
-                    context.slots.release()
-                    holding = False
-                delay_ms = policy.delay_ms(attempt, context.rng)
-                self._emit("node.retrying", {"node": node.id, "attempt": attempt,
-                                             "delay_ms": round(delay_ms, 3),
-                                             "error": error.to_dict()})
-                await asyncio.sleep(delay_ms / 1000)
-        finally:
-            if holding:
-                context.slots.release()
-
-    async def _attempt(self, node: PlanNode, strategy: Any, inputs: dict[str, Any],
-                       attempt: int) -> tuple[NodeError | None, dict[str, Any] | None]:
-        self._emit("node.started", {"node": node.id, "type": node.type, "attempt": attempt,
-                                    "inputs": capped(inputs)})
-        call = NodeCall(node, inputs, self.scope, attempt, self.context.services, self._chunk,
-                        f"{self.context.run_id}{self.path}/{node.id}", self.context.run_id,
-                        self.item)
-        try:
-            if node.timeout_s is None:
-                outputs = await strategy.execute(call)
-            else:
-                async with asyncio.timeout(node.timeout_s):
-                    outputs = await strategy.execute(call)
-        except TimeoutError:
-            return NodeError("timeout", f"the attempt took longer than {node.timeout_s:g} s"), None
-        except NodeError as error:
-            return error, None
-        except Exception as error:  # a bug in a strategy must not take the run down with it
-            return NodeError("internal_error", f"{type(error).__name__}: {error}"), None
-        finally:
-            if call.logs is not None:
-                self.logs[node.index] = call.logs
-        problem = _output_problem(outputs, node.outputs)
-        if problem:
-            return NodeError("output_type", problem), None
-        return None, outputs
+    async def run_body(self, node: PlanNode, body: GraphPlan, item: Any,
+                       index: int) -> dict[str, Any]:
+        """Run an iteration body for one item; its end node's outputs, or the item's error."""
+        execution = GraphExecution(
+            self.context, body, Scope({}, self.scope.sys, self.scope, item, index),
+            scope_name=node.id, item=index, path=f"{self.path}/{node.id}[{index}]")
+        outcome = await execution.run()
+        if outcome.status == "succeeded":
+            return outcome.outputs or {}
+        error = outcome.error or {}
+        if error.get("node") is None:
+            raise RunAbort(error)  # max_steps: the whole run's budget is spent
+        raise NodeError.from_dict(error)
 
     # -- completing nodes and deciding edges ------------------------------------------------
 
@@ -301,10 +293,10 @@ class GraphExecution:
         logs = self.logs.get(index)
         if logs is not None:
             data["logs"] = logs
-        self._emit("node.finished", data)
+        self.emit("node.finished", data)
         self.results[node.id] = NodeResult(node.id, node.type, status, attempts, inputs, outputs,
-                                           error, elapsed, finished_at=self.context.last_ts,
-                                           logs=logs)
+                                           error, elapsed, self.started_ts.get(index),
+                                           self.context.last_ts, logs)
 
     def _replay(self, index: int, result: NodeResult) -> None:
         """Take a node's result from a checkpoint instead of running it again."""
@@ -352,7 +344,7 @@ class GraphExecution:
             self.scope.outputs[node.id] = None
             self.results[node.id] = NodeResult(node.id, node.type, "skipped")
             if node.id not in self.already_skipped:
-                self._emit("node.skipped", {"node": node.id})
+                self.emit("node.skipped", {"node": node.id})
             for number in node.outgoing:
                 target = self.graph.edges[number].target
                 self.remaining[target] -= 1
@@ -365,34 +357,13 @@ class GraphExecution:
 
     # -- events ------------------------------------------------------------------------------
 
-    def _emit(self, kind: str, data: dict[str, Any]) -> None:
+    def emit(self, kind: str, data: dict[str, Any]) -> None:
         self.context.emit(kind, data, self.scope_name, self.item)
 
-    def _chunk(self, node_id: str, text: str) -> None:
+    def chunk(self, node_id: str, text: str) -> None:
         if self.scope_name is None and node_id == self.graph.nodes[self.graph.end].id:
             self.answer = (self.answer or "") + text
-        self._emit("node.chunk", {"node": node_id, "text": text})
-
-    def _max_steps_outcome(self) -> GraphOutcome:
-        return GraphOutcome("failed", error={
-            "code": "max_steps", "node": None, "attempt": None,
-            "message": f"the run used its {self.context.max_steps} steps"})
+        self.emit("node.chunk", {"node": node_id, "text": text})
 
 
-def _output_problem(outputs: Any, declared: dict[str, Any] | None) -> str | None:
-    """Why a node's outputs do not match its declaration (dsl.md §2: never coerced)."""
-    if declared is None:
-        return None
-    if not isinstance(outputs, dict):
-        return f"the node must produce an object of outputs, not {type(outputs).__name__}"
-    missing = [name for name in declared if name not in outputs]
-    if missing:
-        return f"missing output {', '.join(sorted(missing))}"
-    extra = [name for name in outputs if name not in declared]
-    if extra:
-        return f"undeclared output {', '.join(sorted(map(str, extra)))}"
-    for name, spec in declared.items():
-        problem = type_problem(outputs[name], spec, f'the output "{name}"')
-        if problem:
-            return problem
-    return None
+__all__ = ["STOP", "AwaitAnswer", "GraphExecution", "GraphOutcome"]

@@ -32,9 +32,9 @@ def size_problem(document: Any) -> tuple[str, str] | None:
             size += 2 + len(value)
             stack.extend((item, depth + 1) for item in value)
         elif isinstance(value, str):
-            size += len(value) + 2
+            size += (len(value) if value.isascii() else len(value.encode())) + 2
         else:
-            size += 5
+            size += len(str(value))
         if size > MAX_BYTES:
             return "too_large", f"the document is larger than {MAX_BYTES // 1024} KiB"
     return None

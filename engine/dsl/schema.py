@@ -51,7 +51,7 @@ def document_json_schema(registry: Registry | None = None) -> dict[str, Any]:
     edge = {
         "type": "object",
         "properties": {"from": {"type": "string"}, "to": {"type": "string"},
-                       "branch": {"type": ["string", "null"]}},
+                       "branch": {"type": "string"}},
         "required": ["from", "to"],
         "additionalProperties": False,
     }

@@ -7,6 +7,7 @@ needs (ids, edges, orders, scopes), so a valid document is never analysed twice.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,9 +100,39 @@ class Analysis:
     document: dict[str, Any] | None = None
 
 
-def validate_document(document: Any, registry: Registry | None = None) -> list[Problem]:
-    """Every problem of a document; an empty list means it is valid."""
-    return analyse_document(document, registry).problems
+def validate_document(document: Any, registry: Registry | None = None, *,
+                      slug: str | None = None,
+                      reachable_flows: Callable[[str], set[str]] | None = None) -> list[Problem]:
+    """Every problem of a document; an empty list means it is valid.
+
+    With `slug` (the flow's own), a subflow node that names it is `self_reference`; with
+    `reachable_flows` (slug → every slug its flow reaches through subflows), so is one whose
+    flow leads back to it.
+    """
+    analysis = analyse_document(document, registry)
+    if slug is not None and analysis.graph is not None:
+        _check_self_reference(analysis.graph, slug, reachable_flows, analysis.problems)
+    return analysis.problems
+
+
+def _check_self_reference(graph: GraphInfo, slug: str,
+                          reachable_flows: Callable[[str], set[str]] | None,
+                          problems: list[Problem]) -> None:
+    stack = [graph]
+    while stack:
+        current = stack.pop()
+        for info in current.nodes:
+            if info.body is not None:
+                stack.append(info.body)
+            params = info.raw.get("params")
+            if info.strategy is None or info.strategy.type_name != "subflow" or \
+                    not isinstance(params, dict) or not isinstance(params.get("flow"), str):
+                continue
+            target = params["flow"]
+            if target == slug or (reachable_flows is not None and slug in reachable_flows(target)):
+                problems.append(Problem(
+                    f"{current.path}/nodes/{info.index}/params/flow", "self_reference",
+                    f'the subflow "{target}" leads back to this flow "{slug}"'))
 
 
 def analyse_document(document: Any, registry: Registry | None = None) -> Analysis:
@@ -236,6 +267,10 @@ def _check_node(node: Any, index: int, path: str, in_body: bool, registry: Regis
     _check_key(node, "retry", RETRY, node_path, checker)
     _check_key(node, "on_error", ON_ERROR_FIELD, node_path, checker)
     strategy = info.strategy
+    if in_body and node_type == "question":
+        # Each item would ask again, and an answer could not say which item it is for.
+        checker.add(f"{node_path}/type", "not_allowed",
+                    "a question cannot be inside an iteration body")
     first_site = len(checker.sites)
     if node_type == "start" and "inputs" in node:
         checker.add(f"{node_path}/inputs", "not_allowed",
@@ -379,7 +414,7 @@ def _check_edges(edges: list[Any], path: str, ids: dict[str, int], infos: list[N
             else:
                 ends.append(ids[value])
         branch = edge.get("branch")
-        if branch is not None and not isinstance(branch, str):
+        if "branch" in edge and not isinstance(branch, str):
             checker.add(f"{edge_path}/branch", "wrong_type", '"branch" must be a string')
             continue
         source, target = ends

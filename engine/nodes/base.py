@@ -20,12 +20,12 @@ if TYPE_CHECKING:
 class NodeCall:
     """One attempt of one node: its resolved inputs, compiled params and the run's services."""
 
-    __slots__ = ("_emit_chunk", "attempt", "idempotency_key", "inputs", "item", "logs", "node",
-                 "params", "run_id", "scope", "services")
+    __slots__ = ("_emit_chunk", "attempt", "execution", "idempotency_key", "inputs", "item",
+                 "logs", "node", "params", "run_id", "scope", "services")
 
     def __init__(self, node: PlanNode, inputs: dict[str, Any], scope: Scope, attempt: int,
                  services: Services, emit_chunk: Any, idempotency_key: str = "",
-                 run_id: str = "", item: int | None = None):
+                 run_id: str = "", item: int | None = None, execution: Any = None):
         self.node = node
         self.params = node.params
         self.inputs = inputs
@@ -38,6 +38,8 @@ class NodeCall:
         self.run_id = run_id
         self.item = item
         self.logs: str | None = None  # what the node printed, recorded with its execution
+        # The graph execution running this node: how iterations run their bodies.
+        self.execution = execution
 
     def resolve(self, value: Any) -> Any:
         """The run-time value of a compiled param (literals pass through)."""

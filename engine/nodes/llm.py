@@ -1,13 +1,65 @@
-"""The `llm` node (dsl.md §5): params and checks in specs_io, execution here."""
+"""The `llm` node (dsl.md §5.8): params and checks in specs_io, execution here.
+
+The node renders its `system` and `prompt` templates, asks the provider the flow names
+(one of the server's `Services.llm_providers`; `echo` is always there) for a streamed chat
+completion, passes each piece on as a `node.chunk` event and returns the whole text with the
+provider's token usage. Providers raise `provider_error` themselves; see docs/llm.md.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from engine.errors import NodeError
+from engine.llm.echo import EchoProvider
 from engine.nodes.base import NodeCall
 from engine.nodes.specs_io import LlmSpec
+from engine.ports import ChatProvider, ChatRequest, Usage
+
+_ECHO = EchoProvider()
+
+
+def provider_named(providers: dict[str, ChatProvider], name: str) -> ChatProvider:
+    """The provider called `name`; `invalid_param` naming the configured ones if none is.
+
+    Validation cannot check the name when a flow is saved (it does not know the server's
+    providers), so this is where an unknown name is reported.
+    """
+    provider = providers.get(name)
+    if provider is None and name == "echo":
+        provider = _ECHO
+    if provider is None:
+        known = sorted({"echo", *providers})
+        raise NodeError("invalid_param",
+                        f'unknown LLM provider "{name}"; this server has: {", ".join(known)}',
+                        details={"param": "provider", "configured": known})
+    return provider
 
 
 class LlmNode(LlmSpec):
     async def execute(self, call: NodeCall) -> dict[str, Any]:
-        raise NotImplementedError("being built")
+        params = call.params
+        provider = provider_named(call.services.llm_providers, params["provider"])
+        system = call.resolve(params["system"]) if params.get("system") is not None else None
+        request = ChatRequest(model=params.get("model"), prompt=call.resolve(params["prompt"]),
+                              system=system or None, temperature=params.get("temperature"),
+                              max_tokens=params.get("max_tokens"))
+        text: list[str] = []
+        usage = Usage(0, 0)
+        stream = provider.stream(request)
+        try:
+            async for piece in stream:
+                if isinstance(piece, Usage):
+                    usage = piece
+                elif piece:
+                    text.append(piece)
+                    call.chunk(piece)
+        finally:
+            # Close the provider's stream whatever happened (error, timeout, cancel), so its
+            # connection is released now rather than when the generator is collected.
+            close = getattr(stream, "aclose", None)
+            if close is not None:
+                await close()
+        return {"text": "".join(text),
+                "usage": {"prompt_tokens": usage.prompt_tokens,
+                          "completion_tokens": usage.completion_tokens}}

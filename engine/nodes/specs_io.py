@@ -93,10 +93,10 @@ class CodeSpec(NodeStrategy):
             checker.add(f"{path}/params/code", "invalid_param",
                         f"the code does not parse{where}: {getattr(error, 'msg', error)}")
             return
-        if not any(isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef))
-                   and item.name == "main" for item in tree.body):
+        if not any(isinstance(item, ast.FunctionDef) and item.name == "main"
+                   for item in tree.body):
             checker.add(f"{path}/params/code", "invalid_param",
-                        "the code must define a function main(**inputs)")
+                        "the code must define a function main(**inputs) (with def, not async def)")
 
 
 class HttpSpec(NodeStrategy):

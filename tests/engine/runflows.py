@@ -176,3 +176,33 @@ def max_overlap(events, nodes):
         elif e["type"] == "node.finished":
             running -= 1
     return best
+
+
+# --- iteration, question, subflow nodes --------------------------------------------------
+
+
+def body(nodes, edges):
+    """An iteration body graph `{nodes, edges}`."""
+    return {"nodes": list(nodes), "edges": list(edges)}
+
+
+def iteration(id, items, graph, **params):
+    """An iteration node over `items` (a value expression) running `graph` (see `body`)."""
+    return node(id, "iteration", params={"items": items, "body": graph, **params})
+
+
+def question(id, text, options=None, timeout_s=None, **kw):
+    """A question node; `options` is a list of ids (labels are the ids title-cased)."""
+    params = {"question": text}
+    if options is not None:
+        params["options"] = [{"id": o, "label": o.title()} for o in options]
+    if timeout_s is not None:
+        params["timeout_s"] = timeout_s
+    return node(id, "question", params=params, **kw)
+
+
+def subflow(id, slug, inputs=None, version=None, **kw):
+    params = {"flow": slug}
+    if version is not None:
+        params["version"] = version
+    return node(id, "subflow", params=params, inputs=dict(inputs or {}), **kw)

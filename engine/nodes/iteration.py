@@ -1,0 +1,66 @@
+"""The `iteration` node (dsl.md §5.9): its body runs once per item, up to `concurrency` at once.
+
+Items are handed to a few workers rather than one task each, so a 10,000-item iteration holds
+at most `concurrency` body executions in memory; results keep the order of the items.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from engine.errors import NodeError
+from engine.nodes.base import NodeCall
+from engine.nodes.specs_io import IterationSpec
+from engine.values import type_name_of
+
+_DROPPED = object()
+
+
+class IterationNode(IterationSpec):
+    async def execute(self, call: NodeCall) -> dict[str, Any]:
+        params = call.params
+        items = call.resolve(params["items"])
+        if not isinstance(items, list):
+            raise NodeError("type_mismatch",
+                            f"items must resolve to an array, not {type_name_of(items)}")
+        if not items:
+            return {"results": []}
+        mode = params.get("on_item_error", "fail")
+        results: list[Any] = [None] * len(items)
+        cursor = iter(range(len(items)))
+
+        async def work() -> None:
+            for index in cursor:
+                try:
+                    results[index] = await call.execution.run_body(
+                        call.node, params["body"], items[index], index)
+                except NodeError:
+                    if mode == "fail":
+                        raise
+                    results[index] = _DROPPED if mode == "skip" else None
+
+        workers = [asyncio.create_task(work())
+                   for _ in range(min(params.get("concurrency", 1), len(items)))]
+        await _all_or_first_error(workers)
+        return {"results": [result for result in results if result is not _DROPPED]}
+
+
+async def _all_or_first_error(workers: list[asyncio.Task[None]]) -> None:
+    """Wait for every worker; on the first failure stop the others and raise it."""
+    try:
+        done, pending = await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
+    except asyncio.CancelledError as interruption:
+        for worker in workers:
+            worker.cancel(*interruption.args[:1])
+        await asyncio.gather(*workers, return_exceptions=True)
+        raise
+    failed = next((task for task in done if task.exception() is not None), None)
+    if failed is None:
+        return
+    from engine.scheduler import STOP
+
+    for worker in pending:
+        worker.cancel(STOP)
+    await asyncio.gather(*pending, return_exceptions=True)
+    raise failed.exception()  # type: ignore[misc]
