@@ -187,3 +187,54 @@ def _redact(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+_RATE_UNITS = {"second": 1, "minute": 60, "hour": 3600}
+
+
+def env_rate(name: str, default: str) -> str:
+    """A request rate `<count>/<second|minute|hour>`, as DRF's throttles read it."""
+    value = env_str(name, default)
+    count, _, unit = value.partition("/")
+    if not count.isdigit() or int(count) < 1 or unit not in _RATE_UNITS:
+        raise ImproperlyConfigured(
+            f"{name} must look like 1200/minute (a count, then second, minute or hour), "
+            f"not {value!r}.")
+    return value
+
+
+def env_json_object(name: str) -> dict:
+    """A JSON object (e.g. LLM_PROVIDERS); unset gives {}."""
+    import json
+
+    value = env_str(name)
+    if value is None:
+        return {}
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as error:
+        raise ImproperlyConfigured(f"{name} is not valid JSON: {error.msg}.") from error
+    if not isinstance(parsed, dict):
+        raise ImproperlyConfigured(f"{name} must be a JSON object.")
+    return parsed
+
+
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env_str(name, default)
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, not {value!r}.")
+    return value
+
+
+def env_number(name: str, default: float, minimum: float = 0) -> float:
+    value = env_str(name)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not number >= minimum:
+        raise ImproperlyConfigured(f"{name} must be a number of at least {minimum:g}, "
+                                   f"not {value!r}.")
+    return number

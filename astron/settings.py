@@ -11,8 +11,12 @@ from django.core.exceptions import ImproperlyConfigured
 from astron.env import (
     database_from_url,
     env_bool,
+    env_choice,
     env_int,
+    env_json_object,
     env_list,
+    env_number,
+    env_rate,
     env_str,
     redis_urls,
     secret_key_from_file,
@@ -159,3 +163,20 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = DEBUG
 WHITENOISE_AUTOREFRESH = DEBUG
+
+# --- Runs and the world they reach ------------------------------------------------------------
+
+RUN_EXECUTOR = env_choice("RUN_EXECUTOR", "inline", ("inline",))
+# How long a worker's claim on a run lasts without renewal; a run whose worker died is
+# taken over after this (renewed every third of it while the run lives).
+RUN_LEASE_S = env_number("RUN_LEASE_S", 30, minimum=1)
+API_RATE = env_rate("API_RATE", "1200/minute")
+HTTP_ALLOW_HOSTS = env_list("HTTP_ALLOW_HOSTS")
+CODE_WORKERS = env_int("CODE_WORKERS", 2, minimum=0, maximum=64)
+CODE_CPU_S = env_int("CODE_CPU_S", 10, minimum=1)
+CODE_MEMORY_MB = env_int("CODE_MEMORY_MB", 256, minimum=16)
+CODE_OUTPUT_KB = env_int("CODE_OUTPUT_KB", 1024, minimum=1)
+CODE_WALL_S = env_int("CODE_WALL_S", 30, minimum=1)
+LLM_PROVIDERS = env_json_object("LLM_PROVIDERS")
+SILK = env_bool("SILK", False)
+SILK_INTERCEPT_PERCENT = env_int("SILK_INTERCEPT_PERCENT", 10, minimum=0, maximum=100)

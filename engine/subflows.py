@@ -54,12 +54,16 @@ class LocalFlowRunner:
                     sink=self.sink_for(run_id, request) if self.sink_for else None)
         result = await run_cancelling_with_parent(child)
         self.children.append((request, run_id, result))
-        if result.status != "succeeded":
-            error = result.error or {"code": "cancelled", "message": "the child run stopped"}
-            raise NodeError(error["code"], f'the child run of "{request.flow}" failed: '
-                                           f'{error["message"]}',
-                            details={"child_run": run_id, "error": error})
-        return result.outputs or {}
+        return child_outputs(result, request.flow, run_id)
+
+
+def child_outputs(result: RunResult, flow: str, run_id: str) -> dict[str, Any]:
+    """A child run's outputs, or its failure as the subflow node's error."""
+    if result.status != "succeeded":
+        error = result.error or {"code": "cancelled", "message": "the child run stopped"}
+        raise NodeError(error["code"], f'the child run of "{flow}" failed: {error["message"]}',
+                        details={"child_run": run_id, "error": error})
+    return result.outputs or {}
 
 
 async def run_cancelling_with_parent(child: Any) -> RunResult:

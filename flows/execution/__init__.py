@@ -1,0 +1,1 @@
+"""Executing runs inside the serving process: leases, stored events, recovery."""

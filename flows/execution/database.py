@@ -1,0 +1,23 @@
+"""Calling the ORM from the executor's event loop, never blocking it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from asgiref.sync import sync_to_async
+from django.db import close_old_connections
+
+T = TypeVar("T")
+
+
+def _fresh(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    # The executor's thread lives as long as the process: drop connections that broke or
+    # outlived CONN_MAX_AGE, as Django does around each request.
+    close_old_connections()
+    return function(*args, **kwargs)
+
+
+async def db(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a database function in Django's thread for sync code, from async code."""
+    return await sync_to_async(_fresh)(function, *args, **kwargs)

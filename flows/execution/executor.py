@@ -1,0 +1,267 @@
+"""The executor of one process: runs execute as asyncio tasks on its own event-loop thread.
+
+Any sync or async caller hands it a run id (`submit`); it claims the run's lease, drives the
+engine with a database sink, renews the lease while the run lives, applies answers and
+cancels that arrive through the database, and records how the run stopped. A maintenance
+loop takes over runs whose worker died and wakes waiting runs whose deadline passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.utils import timezone
+
+from engine import Checkpoint, Plan, Run
+from engine.ports import Services
+from engine.questions import Answer, AnswerRefused
+from flows.execution import leases
+from flows.execution.children import PlatformFlowRunner
+from flows.execution.database import db
+from flows.execution.records import store_events
+from flows.execution.sink import DatabaseSink
+from flows.execution.world import shared_world
+from flows.models import Run as RunRow
+from flows.models import RunEvent
+from flows.plans import plan_for
+
+logger = logging.getLogger(__name__)
+
+MAINTENANCE_INTERVAL_S = 5.0
+
+
+class Executor:
+    def __init__(self) -> None:
+        self.worker = leases.new_worker_id()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._guard = threading.Lock()
+        self._live: dict[str, tuple[Run, int]] = {}  # run id → (engine run, answers serial)
+        self._settled: dict[str, threading.Event] = {}
+        self._background: set[asyncio.Task[Any]] = set()  # referenced until done
+
+    # -- the thread ---------------------------------------------------------------------------
+
+    def start(self) -> asyncio.AbstractEventLoop:
+        with self._guard:
+            if self._loop is None:
+                ready = threading.Event()
+                self._thread = threading.Thread(target=self._serve, args=(ready,),
+                                                name="astron-executor", daemon=True)
+                self._thread.start()
+                ready.wait()
+            assert self._loop is not None
+            return self._loop
+
+    def _serve(self, ready: threading.Event) -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        self._loop = loop
+        self._spawn(self._maintain())
+        ready.set()
+        loop.run_forever()
+
+    def stop(self) -> None:
+        """Stop executing here (tests, shutdown): runs are interrupted, not cancelled, and
+        another worker continues them once their leases expire."""
+        with self._guard:
+            loop, self._loop = self._loop, None
+        if loop is None:
+            return
+
+        async def interrupt() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            loop.stop()
+
+        asyncio.run_coroutine_threadsafe(interrupt(), loop)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    # -- entry points ---------------------------------------------------------------------------
+
+    def submit(self, run_id: Any) -> None:
+        """Execute a run, or pass new answers or a cancel to it; safe from any thread."""
+        loop = self.start()
+        asyncio.run_coroutine_threadsafe(self.attend(str(run_id)), loop)
+
+    def wait(self, run_id: Any, timeout: float) -> None:
+        """Block until the run finishes or waits here, or `timeout` passes (API `wait`)."""
+        event = self._settled.setdefault(str(run_id), threading.Event())
+        deadline = timezone.now() + timedelta(seconds=timeout)
+        while timezone.now() < deadline:
+            if event.wait(0.1):
+                break
+            status = RunRow.objects.filter(pk=run_id).values_list("status", flat=True).first()
+            if status not in RunRow.ACTIVE:
+                break
+        self._settled.pop(str(run_id), None)
+
+    async def attend(self, run_id: str) -> None:
+        live = self._live.get(run_id)
+        if live is not None:
+            row = await db(leases.renew, run_id, self.worker)
+            if row is not None:
+                await self._apply_requests(run_id, row)
+            return
+        try:
+            while await self._execute(run_id):
+                pass
+        except Exception:
+            logger.exception("executing run %s failed", run_id)
+
+    # -- executing ------------------------------------------------------------------------------
+
+    async def _execute(self, run_id: str) -> bool:
+        """Execute a claimable run until it stops; True when it should be claimed again."""
+        row = await db(leases.claim, run_id, self.worker)
+        if row is None:
+            return False
+        if row.parent_run_id is not None and row.status == RunRow.Status.RUNNING:
+            await db(abandon_child, row)  # its parent starts a new child when it resumes
+            return False
+        plan, stored = await db(_plan_and_events, row)
+        resume = Checkpoint.from_events(stored) if stored else None
+        answers = [Answer(a["node"], a.get("answer"), a.get("option"), a.get("by"))
+                   for a in row.pending_answers
+                   if resume is not None and a["node"] in resume.questions]
+        engine_run = Run(plan, row.inputs, run_id=run_id, sink=self.sink_for(row, plan),
+                         flow=row.flow.slug, version=row.version_label,
+                         services=self.services_for(row.owner_id, run_id), resume=resume,
+                         answers=answers, depth=row.depth)
+        if row.cancel_requested:
+            engine_run.cancel()
+        self._live[run_id] = (engine_run, row.answer_serial)
+        keeper = self.keep_lease(run_id, engine_run)
+        try:
+            result = await engine_run.execute()
+        finally:
+            keeper.cancel()
+            self._live.pop(run_id, None)
+        again = False
+        if result.status == "waiting":
+            again = await db(_pause, run_id, self.worker, result.waiting)
+        else:
+            await db(leases.release, run_id, self.worker)
+        event = self._settled.get(run_id)
+        if event is not None and not again:
+            event.set()
+        return again
+
+    def keep_lease(self, run_id: str, engine_run: Run) -> asyncio.Task[None]:
+        """Renew the run's lease while it executes; apply answers and cancels on the way."""
+        task = asyncio.current_task()
+
+        async def renew() -> None:
+            interval = leases.lease_seconds() / 3
+            while True:
+                await asyncio.sleep(interval)
+                row = await db(leases.renew, run_id, self.worker)
+                if row is None:
+                    logger.warning("lost the lease of run %s: stopping here", run_id)
+                    if task is not None:
+                        task.cancel()  # an interruption: whoever holds the lease continues
+                    return
+                await self._apply_requests(run_id, row)
+
+        return asyncio.get_running_loop().create_task(renew())
+
+    async def _apply_requests(self, run_id: str, row: RunRow) -> None:
+        live = self._live.get(run_id)
+        if live is None:
+            return
+        engine_run, serial = live
+        if row.cancel_requested:
+            engine_run.cancel()
+        if row.pending_answers and row.answer_serial != serial:
+            for answer in row.pending_answers:
+                try:
+                    engine_run.answer(answer["node"], answer.get("answer"), answer.get("option"),
+                                      answer.get("by"))
+                except AnswerRefused:
+                    logger.info("run %s: answer for %s no longer applies", run_id,
+                                answer["node"])
+            await db(leases.take_answers, run_id, self.worker, row.answer_serial)
+            self._live[run_id] = (engine_run, row.answer_serial)
+
+    # -- what runs are given --------------------------------------------------------------------
+
+    def lease_until(self) -> datetime:
+        return timezone.now() + timedelta(seconds=leases.lease_seconds())
+
+    def sink_for(self, row: RunRow, plan: Plan) -> DatabaseSink:
+        return DatabaseSink(str(row.pk), {node.id: node.type for node in plan.graph.nodes})
+
+    def services_for(self, owner_id: Any, run_id: str) -> Services:
+        world = shared_world()
+        return Services(llm_providers=world.llm_providers, sandbox=world.sandbox,
+                        code_limits=world.code_limits, http=world.http,
+                        flows=PlatformFlowRunner(self, owner_id, run_id))
+
+    # -- maintenance ----------------------------------------------------------------------------
+
+    async def _maintain(self) -> None:
+        while True:
+            try:
+                await self.recover()
+            except Exception:
+                logger.exception("recovering runs failed")
+            await asyncio.sleep(MAINTENANCE_INTERVAL_S)
+
+    async def recover(self) -> int:
+        """Attend every run that needs a worker; the number of runs taken up."""
+        run_ids = await db(leases.runs_needing_a_worker)
+        taken = [str(run_id) for run_id in run_ids if str(run_id) not in self._live]
+        for run_id in taken:
+            self._spawn(self.attend(run_id))
+        return len(taken)
+
+    def _spawn(self, work: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_event_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+
+def _plan_and_events(row: RunRow) -> tuple[Plan, list[dict[str, Any]]]:
+    events = [event.envelope() for event in RunEvent.objects.filter(run=row).order_by("seq")]
+    return plan_for(row.document), events
+
+
+def _pause(run_id: str, worker: str, waiting: list[dict[str, Any]]) -> bool:
+    """Record that a run waits for answers; True when answers or a cancel already came."""
+    deadlines = [q["timeout_at"] for q in waiting if q.get("timeout_at")]
+    wake_at = min(datetime.fromisoformat(d.replace("Z", "+00:00")) for d in deadlines) \
+        if deadlines else None
+    leases.release(run_id, worker, status=RunRow.Status.WAITING, waiting=waiting,
+                   wake_at=wake_at)
+    row = RunRow.objects.only("pending_answers", "cancel_requested").get(pk=run_id)
+    if row.pending_answers or row.cancel_requested:
+        RunRow.objects.filter(pk=run_id).update(wake_at=timezone.now())
+        return True
+    return False
+
+
+def abandon_child(row: RunRow) -> None:
+    """A child run whose worker died: its parent will start a new one, so this one ends."""
+    error = {"code": "cancelled", "node": None, "attempt": None,
+             "message": "the parent run was interrupted and starts a new child run"}
+    store_events(row.pk, [{
+        "seq": row.last_seq + 1, "type": "run.finished", "ts": _now_ts(), "run": str(row.pk),
+        "scope": None, "item": None,
+        "data": {"status": "cancelled", "outputs": None, "answer": None, "error": error,
+                 "elapsed_ms": row.elapsed_ms, "recovered": row.recovered}}])
+    leases.release(row.pk, row.lease_owner)
+
+
+def _now_ts() -> str:
+    return timezone.now().isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+executor = Executor()

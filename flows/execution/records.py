@@ -1,0 +1,101 @@
+"""Writing a batch of a run's events, and what they change, in one transaction.
+
+Events are the source of truth (they hold the checkpoints); node runs and the run row are
+projections of them kept for fast reads, updated from the same batch.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+
+from flows.models import NodeRun, Run, RunEvent
+
+
+def parse_ts(ts: str) -> datetime:
+    return datetime.fromisoformat(ts.replace("Z", "+00:00"))
+
+
+def store_events(run_id: Any, events: list[dict[str, Any]],
+                 node_types: dict[str, str] | None = None) -> None:
+    """Store events (in seq order) and project them onto the run and its node runs."""
+    if not events:
+        return
+    with transaction.atomic():
+        RunEvent.objects.bulk_create([
+            RunEvent(run_id=run_id, seq=e["seq"], type=e["type"], ts=e["ts"], scope=e["scope"],
+                     item=e["item"], data=e["data"]) for e in events])
+        _project_node_runs(run_id, [e for e in events if e["scope"] is None], node_types or {})
+        _project_run(run_id, events)
+
+
+def _project_run(run_id: Any, events: list[dict[str, Any]]) -> None:
+    changes: dict[str, Any] = {"last_seq": events[-1]["seq"]}
+    waiting_changed = False
+    run = Run.objects.only("waiting").get(pk=run_id)
+    waiting = list(run.waiting)
+    for event in events:
+        kind, data = event["type"], event["data"]
+        if kind == "run.started":
+            changes.update(status=Run.Status.RUNNING, started_at=parse_ts(event["ts"]))
+        elif kind == "run.waiting":
+            waiting.append(data)
+            waiting_changed = True
+        elif kind == "run.resumed":
+            waiting = [q for q in waiting if q["node"] != data["node"]]
+            waiting_changed = True
+        elif kind == "run.finished":
+            changes.update(status=data["status"], outputs=data["outputs"], answer=data["answer"],
+                           error=data["error"], elapsed_ms=data["elapsed_ms"],
+                           recovered=data["recovered"], finished_at=parse_ts(event["ts"]))
+            waiting, waiting_changed = [], True
+    if waiting_changed:
+        changes["waiting"] = waiting
+    Run.objects.filter(pk=run_id).update(**changes)
+
+
+def _project_node_runs(run_id: Any, events: list[dict[str, Any]],
+                       node_types: dict[str, str]) -> None:
+    if not events:
+        return
+    states: dict[str, dict[str, Any]] = {}
+    for event in events:
+        kind, data = event["type"], event["data"]
+        node = data.get("node")
+        if kind == "node.started":
+            state = states.setdefault(node, {"position": event["seq"]})
+            state.update(type=data["type"], status="running", attempts=data["attempt"],
+                         inputs=data["inputs"])
+            state.setdefault("started_at", parse_ts(event["ts"]))
+        elif kind == "node.finished":
+            state = states.setdefault(node, {"position": event["seq"]})
+            state.update(status=data["status"], outputs=data["outputs"], error=data["error"],
+                         attempts=data["attempts"], elapsed_ms=data["elapsed_ms"],
+                         finished_at=parse_ts(event["ts"]), logs=data.get("logs"))
+        elif kind == "node.skipped":
+            states.setdefault(node, {"position": event["seq"]}).update(status="skipped",
+                                                                      attempts=0)
+        elif kind == "run.waiting":
+            states.setdefault(node, {"position": event["seq"]})["status"] = "waiting"
+    existing = {row.node: row for row in NodeRun.objects.filter(run_id=run_id,
+                                                                node__in=list(states))}
+    created, updated, fields = [], [], set()
+    for node, state in states.items():
+        row = existing.get(node)
+        if row is None:
+            state.setdefault("type", node_types.get(node, ""))
+            created.append(NodeRun(run_id=run_id, node=node, **state))
+            continue
+        state.pop("position", None)
+        if row.started_at:
+            state.pop("started_at", None)
+        for name, value in state.items():
+            setattr(row, name, value)
+        fields.update(state)
+        updated.append(row)
+    if created:
+        NodeRun.objects.bulk_create(created)
+    if updated:
+        NodeRun.objects.bulk_update(updated, sorted(fields))

@@ -1,0 +1,80 @@
+"""The event sink of a run executing here: batches events into the database, then publishes.
+
+`emit` only appends to a buffer (the engine must never wait on I/O to emit); a flusher
+writes a batch every few milliseconds in one transaction and, after it commits, sends the
+batch to the run's channel group, so a subscriber never sees an event that is not stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+
+from flows.execution.records import store_events
+
+logger = logging.getLogger(__name__)
+
+FLUSH_DELAY_S = 0.02
+FLUSH_SIZE = 500
+
+
+def run_group(run_id: Any) -> str:
+    return f"run.{run_id}"
+
+
+class DatabaseSink:
+    def __init__(self, run_id: str, node_types: dict[str, str]):
+        self.run_id = run_id
+        self.node_types = node_types
+        self._buffer: list[dict[str, Any]] = []
+        self._wakeup = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
+        self._failure: BaseException | None = None
+
+    def emit(self, event: dict[str, Any]) -> None:
+        self._buffer.append(event)
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_soon())
+
+    async def drain(self) -> None:
+        """Store and publish everything emitted so far."""
+        flusher = self._flusher
+        if flusher is not None:
+            await asyncio.shield(flusher)
+        if self._buffer:
+            await self._flush()
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
+
+    async def _flush_soon(self) -> None:
+        try:
+            while self._buffer:
+                if len(self._buffer) < FLUSH_SIZE:
+                    await asyncio.sleep(FLUSH_DELAY_S)
+                await self._flush()
+        except Exception as error:  # kept for drain(): the run must learn its events are lost
+            logger.exception("storing events of run %s failed", self.run_id)
+            self._failure = error
+        finally:
+            self._flusher = None
+
+    async def _flush(self) -> None:
+        batch, self._buffer = self._buffer, []
+        await sync_to_async(store_events)(self.run_id, batch, self.node_types)
+        await publish(self.run_id, batch)
+
+
+async def publish(run_id: Any, events: list[dict[str, Any]]) -> None:
+    """Send stored events to whoever watches the run; a failure here loses nothing stored."""
+    layer = get_channel_layer()
+    if layer is None or not events:
+        return
+    try:
+        await layer.group_send(run_group(run_id), {"type": "run.events", "events": events})
+    except Exception:
+        logger.warning("publishing events of run %s failed", run_id, exc_info=True)

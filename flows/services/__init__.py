@@ -1,0 +1,30 @@
+"""The only code that changes state: views, consumers, admin and commands call these."""
+
+from flows.services.documents import check_dsl, problems_of
+from flows.services.flows import create_flow, delete_flow, flow_of, publish_flow, update_flow
+from flows.services.runs import (
+    answer_run,
+    cancel_run,
+    request_fingerprint,
+    run_of,
+    start_run,
+)
+from flows.services.tokens import create_token, revoke_token, user_for_key
+
+__all__ = [
+    "answer_run",
+    "cancel_run",
+    "check_dsl",
+    "create_flow",
+    "create_token",
+    "delete_flow",
+    "flow_of",
+    "problems_of",
+    "publish_flow",
+    "request_fingerprint",
+    "revoke_token",
+    "run_of",
+    "start_run",
+    "update_flow",
+    "user_for_key",
+]

@@ -1,0 +1,75 @@
+"""Creating, editing, publishing and deleting flows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from engine import document_digest
+from flows.errors import ServiceError
+from flows.models import Flow, FlowVersion
+from flows.services.documents import check_dsl, check_slug, slug_from_name, store_document
+
+
+def create_flow(owner: Any, dsl: Any, slug: str | None = None) -> Flow:
+    """A new flow whose draft is `dsl`; `name` and `description` come from the document."""
+    if slug is not None:
+        check_slug(slug)
+    check_dsl(owner, dsl, slug)
+    if slug is None:
+        slug = slug_from_name(owner, dsl["name"])
+    try:
+        with transaction.atomic():
+            return Flow.objects.create(
+                owner=owner, slug=slug, name=dsl["name"],
+                description=dsl.get("description", ""), draft=dsl,
+                draft_hash=document_digest(dsl))
+    except IntegrityError as error:
+        raise ServiceError(409, "slug_taken", f'the slug "{slug}" is taken') from error
+
+
+def update_flow(flow: Flow, dsl: Any) -> Flow:
+    """Replace the draft. Runs already started keep the snapshot they started with."""
+    check_dsl(flow.owner, dsl, flow.slug)
+    flow.draft = dsl
+    flow.draft_hash = document_digest(dsl)
+    flow.name = dsl["name"]
+    flow.description = dsl.get("description", "")
+    flow.save(update_fields=["draft", "draft_hash", "name", "description", "updated_at"])
+    return flow
+
+
+def delete_flow(flow: Flow) -> None:
+    """Hide a flow from lists; its runs stay readable and its slug stays taken."""
+    flow.deleted_at = timezone.now()
+    flow.save(update_fields=["deleted_at", "updated_at"])
+
+
+def publish_flow(flow: Flow) -> tuple[FlowVersion, bool]:
+    """Freeze the draft as the next version; an unchanged draft gives the latest one back."""
+    with transaction.atomic():
+        locked = Flow.objects.select_for_update().get(pk=flow.pk)
+        latest = locked.versions.order_by("-number").first()
+        if latest is not None and latest.document_id == locked.draft_hash:
+            return latest, False
+        check_dsl(locked.owner, locked.draft, locked.slug)
+        document = store_document(locked.draft)
+        version = FlowVersion.objects.create(
+            flow=locked, number=(latest.number + 1) if latest else 1, document=document)
+        locked.published_version = version.number
+        locked.save(update_fields=["published_version", "updated_at"])
+    flow.published_version = version.number
+    return version, True
+
+
+def flow_of(owner: Any, slug: str, include_deleted: bool = False) -> Flow:
+    """The owner's flow by slug; someone else's answers like a missing one (404)."""
+    flows = Flow.objects.filter(owner=owner, slug=slug)
+    if not include_deleted:
+        flows = flows.filter(deleted_at__isnull=True)
+    flow = flows.first()
+    if flow is None:
+        raise ServiceError(404, "not_found", f'there is no flow "{slug}"')
+    return flow

@@ -1,0 +1,160 @@
+"""Starting runs, answering their questions, cancelling them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from engine import InputsInvalid
+from engine.questions import AnswerRefused, check_answer
+from flows.errors import ServiceError
+from flows.models import Flow, FlowVersion, Run
+from flows.plans import plan_for
+from flows.services.documents import store_document
+
+MAX_IDEMPOTENCY_KEY = 200
+
+
+def request_fingerprint(body: Any) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"),
+                                     ensure_ascii=False).encode()).hexdigest()
+
+
+def start_run(owner: Any, flow: Flow, inputs: Any, version: Any = None,
+              idempotency_key: str | None = None, fingerprint: str = "") -> tuple[Run, bool]:
+    """Create a queued run and hand it to the executor; (run, False) for a repeated request.
+
+    Inputs are checked against the start node before any row is written.
+    """
+    if idempotency_key is not None:
+        if not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
+            raise ServiceError(400, "invalid_idempotency_key",
+                               f"Idempotency-Key must have 1 to {MAX_IDEMPOTENCY_KEY} characters")
+        existing = Run.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return _repeated(existing, fingerprint), False
+    document, flow_version = _snapshot(flow, version)
+    plan = plan_for(document)
+    try:
+        applied = plan.apply_inputs(inputs)
+    except InputsInvalid as invalid:
+        raise ServiceError(400, "invalid_inputs", "the inputs do not match the flow's start node",
+                           [problem.to_dict() for problem in invalid.problems]) from invalid
+    try:
+        with transaction.atomic():
+            run = Run.objects.create(
+                owner=owner, flow=flow, version=flow_version,
+                version_number=flow_version.number if flow_version else None,
+                document=document, inputs=applied, idempotency_key=idempotency_key,
+                request_hash=fingerprint)
+            transaction.on_commit(lambda: _execute(run.pk))
+    except IntegrityError:
+        existing = Run.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
+        if existing is None:
+            raise
+        return _repeated(existing, fingerprint), False
+    return run, True
+
+
+def _repeated(run: Run, fingerprint: str) -> Run:
+    if run.request_hash != fingerprint:
+        raise ServiceError(409, "idempotency_conflict",
+                           "this Idempotency-Key was used with a different request")
+    return run
+
+
+def _snapshot(flow: Flow, version: Any) -> tuple[Any, FlowVersion | None]:
+    """The document a new run executes: a published version, or the draft frozen now."""
+    if version is None:
+        version = "published" if flow.published_version is not None else "draft"
+    if version == "draft":
+        return store_document(flow.draft), None
+    if version == "published":
+        if flow.published_version is None:
+            raise ServiceError(409, "not_published", f'the flow "{flow.slug}" has no published '
+                                                     "version")
+        version = flow.published_version
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ServiceError(400, "invalid_version",
+                           'version must be "draft", "published" or a version number',
+                           [{"path": "/version", "code": "invalid_value",
+                             "message": f"{version!r} is not a version"}])
+    flow_version = FlowVersion.objects.select_related("document").filter(
+        flow=flow, number=version).first()
+    if flow_version is None:
+        raise ServiceError(404, "not_found", f'the flow "{flow.slug}" has no version {version}')
+    return flow_version.document, flow_version
+
+
+def answer_run(run: Run, answer: Any, option: Any = None, node: Any = None,
+               by: str | None = None) -> Run:
+    """Store an answer to an open question; the run continues wherever it executes."""
+    with transaction.atomic():
+        locked = Run.objects.select_for_update().get(pk=run.pk)
+        answered = {a["node"] for a in locked.pending_answers}
+        open_nodes = [q["node"] for q in locked.waiting if q["node"] not in answered]
+        if locked.is_finished or not open_nodes:
+            raise ServiceError(409, "not_waiting", "the run has no open question")
+        if node is None:
+            if len(open_nodes) > 1:
+                raise ServiceError(400, "invalid_answer",
+                                   f'several questions are open ({", ".join(open_nodes)}): '
+                                   'say which with "node"')
+            node = open_nodes[0]
+        if node not in open_nodes:
+            raise ServiceError(409, "not_waiting", f'no question "{node}" is open')
+        try:
+            check_answer(plan_for(locked.document), node, answer, option)
+        except AnswerRefused as refused:
+            raise ServiceError(400, refused.code, refused.message) from refused
+        locked.pending_answers = [*locked.pending_answers,
+                                  {"node": node, "answer": answer, "option": option, "by": by}]
+        locked.answer_serial = F("answer_serial") + 1
+        fields = ["pending_answers", "answer_serial"]
+        if locked.status == Run.Status.WAITING:
+            locked.wake_at = timezone.now()
+            fields.append("wake_at")
+        locked.save(update_fields=fields)
+        transaction.on_commit(lambda: _execute(run.pk))
+    locked.refresh_from_db()
+    return locked
+
+
+def cancel_run(run: Run) -> Run:
+    """Ask the run to stop; it ends `cancelled` with its running nodes interrupted."""
+    with transaction.atomic():
+        locked = Run.objects.select_for_update().get(pk=run.pk)
+        if locked.is_finished:
+            raise ServiceError(409, "finished", f"the run already {locked.status}")
+        locked.cancel_requested = True
+        fields = ["cancel_requested"]
+        if locked.status == Run.Status.WAITING:
+            locked.wake_at = timezone.now()
+            fields.append("wake_at")
+        locked.save(update_fields=fields)
+        transaction.on_commit(lambda: _execute(run.pk))
+    return locked
+
+
+def run_of(owner: Any, run_id: Any) -> Run:
+    """The owner's run; someone else's or a malformed id answers like a missing one (404)."""
+    try:
+        key = uuid.UUID(str(run_id))
+    except ValueError:
+        key = None
+    run = Run.objects.select_related("flow").filter(owner=owner, pk=key).first() if key else None
+    if run is None:
+        raise ServiceError(404, "not_found", "there is no such run")
+    return run
+
+
+def _execute(run_id: Any) -> None:
+    from flows.execution.executor import executor
+
+    executor.submit(run_id)

@@ -1,0 +1,49 @@
+"""API tokens: created with the key shown once, stored as a hash, revoked, checked."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+from typing import Any
+
+from django.utils import timezone
+
+from flows.models import ApiToken
+
+KEY_PREFIX = "ast_"
+# last_used_at is written at most this often per token, not on every request.
+LAST_USED_PRECISION = timedelta(minutes=1)
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_token(user: Any, name: str, expires_days: int | None = None) -> tuple[ApiToken, str]:
+    """A new token and its key; the key is not stored and cannot be shown again."""
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    expires_at = timezone.now() + timedelta(days=expires_days) if expires_days else None
+    token = ApiToken.objects.create(user=user, name=name, key_hash=hash_key(key),
+                                    prefix=key[:len(KEY_PREFIX) + 6], expires_at=expires_at)
+    return token, key
+
+
+def revoke_token(token: ApiToken) -> None:
+    if token.revoked_at is None:
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at"])
+
+
+def user_for_key(key: str) -> tuple[Any, ApiToken] | None:
+    """The active user and token for a key, or None when unknown, revoked or expired."""
+    token = ApiToken.objects.select_related("user").filter(key_hash=hash_key(key)).first()
+    now = timezone.now()
+    if token is None or token.revoked_at is not None or not token.user.is_active:
+        return None
+    if token.expires_at is not None and token.expires_at <= now:
+        return None
+    if token.last_used_at is None or now - token.last_used_at > LAST_USED_PRECISION:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now
+    return token.user, token
