@@ -4,6 +4,7 @@ With none set, Astron runs embedded: SQLite in data/, an in-process cache and an
 channel layer.
 """
 
+import os
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -41,6 +42,9 @@ if DATABASE_URL:
 else:
     DATA_DIR.mkdir(mode=0o700, exist_ok=True)
     DATABASES = {"default": sqlite_database(str(DATA_DIR / "astron.sqlite3"))}
+    # A file, not memory, for tests: the crash test's subprocess must open the same database.
+    # One per test process, so that test runs side by side do not share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / f"test_astron_{os.getpid()}.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Secrets and hosts ----------------------------------------------------------------------
@@ -105,6 +109,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's assets, served locally: /api/docs/ needs no CDN
     "channels",
     "flows.apps.FlowsConfig",
 ]
@@ -112,6 +119,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "flows.api.middleware.BodyLimitMiddleware",  # 413 before anything reads an API body
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -150,6 +158,43 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+
+# --- API (shared docs: api.md) ------------------------------------------------------------------
+
+# A body over 2 MiB is refused (413); flow documents themselves stop at 1 MiB (dsl.md §1).
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        # First, so that missing credentials answer 401 with a WWW-Authenticate header.
+        "flows.api.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": ["flows.api.throttling.UserRateThrottle"],
+    "DEFAULT_PAGINATION_CLASS": "flows.api.pagination.NewestFirst",
+    "DEFAULT_FILTER_BACKENDS": ["flows.api.filters.FilterBackend"],
+    "DEFAULT_PARSER_CLASSES": ["flows.api.parsers.StrictJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        *(["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
+    ],
+    "EXCEPTION_HANDLER": "flows.api.exceptions.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Astron API",
+    "DESCRIPTION": "Flows, versions and runs of the Astron workflow platform (api.md).",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
 
 # --- Static files: served by the application itself (WhiteNoise) in every mode ---------------
 

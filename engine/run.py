@@ -63,6 +63,11 @@ class Run:
         self._cancel_requested = True
         self._stop()
 
+    @property
+    def accepting_answers(self) -> bool:
+        """Whether `answer` can reach this run now (it is executing its graph)."""
+        return self._graph is not None
+
     def answer(self, node: str, answer: str | None, option: str | None = None,
                by: str | None = None) -> None:
         """Answer an open question of this run while it executes; raise AnswerRefused."""

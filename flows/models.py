@@ -161,7 +161,9 @@ class Run(models.Model):
 class NodeRun(models.Model):
     """One top-level node's execution in a run (iteration bodies show as their node)."""
 
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="node_runs")
+    # No index of its own: the unique (run, node) index leads with the run.
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="node_runs",
+                            db_index=False)
     node = models.CharField(max_length=64)
     type = models.CharField(max_length=20)
     status = models.CharField(max_length=10)
@@ -189,7 +191,9 @@ class RunEvent(models.Model):
     """Every event of a run (dsl.md §6), in order; the run's checkpoints live here too."""
 
     id = models.BigAutoField(primary_key=True)
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events")
+    # No index of its own: the unique (run, seq) index leads with the run.
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events",
+                            db_index=False)
     seq = models.PositiveIntegerField()
     type = models.CharField(max_length=20)
     ts = models.CharField(max_length=30)  # ISO 8601 as emitted, so replays are byte-equal

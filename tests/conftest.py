@@ -1,5 +1,5 @@
 """Shared test setup. Django settings come from pyproject.toml (DJANGO_SETTINGS_MODULE);
-with no environment variables set the tests run embedded, on an in-memory SQLite database."""
+with no environment variables set the tests run embedded, on a SQLite file in data/."""
 
 
 def pytest_report_header(config):
@@ -10,5 +10,5 @@ def pytest_report_header(config):
     cache = settings.CACHES["default"]["BACKEND"].rsplit(".", 1)[-1]
     layer = settings.CHANNEL_LAYERS["default"]["BACKEND"].rsplit(".", 1)[-1]
     engine = database["ENGINE"].rsplit(".", 1)[-1]
-    name = "in memory" if engine == "sqlite3" else f"test_{database['NAME']}"
+    name = database.get("TEST", {}).get("NAME") or f"test_{database['NAME']}"
     return f"astron: database {engine} ({name}), cache {cache}, channel layer {layer}"

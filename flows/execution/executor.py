@@ -14,6 +14,7 @@ import threading
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.db import connections
 from django.utils import timezone
 
 from engine import Checkpoint, Plan, Run
@@ -78,6 +79,8 @@ class Executor:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            # Close the connections the ORM opened for this loop's database calls.
+            await db(connections.close_all)
             loop.stop()
 
         asyncio.run_coroutine_threadsafe(interrupt(), loop)
@@ -179,7 +182,9 @@ class Executor:
         engine_run, serial = live
         if row.cancel_requested:
             engine_run.cancel()
-        if row.pending_answers and row.answer_serial != serial:
+        # A run that is stopping (pausing or finishing) keeps its answers on the row for
+        # whoever claims it next.
+        if row.pending_answers and row.answer_serial != serial and engine_run.accepting_answers:
             for answer in row.pending_answers:
                 try:
                     engine_run.answer(answer["node"], answer.get("answer"), answer.get("option"),

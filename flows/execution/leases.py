@@ -37,11 +37,14 @@ def claim(run_id: Any, worker: str) -> Run | None:
             run.pending_answers or run.cancel_requested
             or (run.wake_at is not None and run.wake_at <= now)):
         return None
+    # A waiting run taken up executes again: it is `running` until it finishes or waits
+    # anew, so that if this worker dies, the run's expired lease gets it taken over.
+    status = Run.Status.RUNNING if run.status == Run.Status.WAITING else run.status
     taken = Run.objects.filter(
         pk=run.pk, status=run.status, lease_owner=run.lease_owner,
         lease_expires_at=run.lease_expires_at,
     ).update(lease_owner=worker, lease_expires_at=now + timedelta(seconds=lease_seconds()),
-             pending_answers=[], wake_at=None,
+             pending_answers=[], wake_at=None, status=status,
              resumed_after_crash=run.resumed_after_crash + (run.status == Run.Status.RUNNING))
     if not taken:
         return None

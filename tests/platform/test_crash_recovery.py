@@ -1,0 +1,127 @@
+"""A worker killed mid-run (SIGKILL): another takes the run over when its lease expires and
+finishes it from the stored events, running no finished node twice."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db import connection
+
+from flows import services
+from flows.execution.executor import executor
+from flows.models import Run, RunEvent
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+WORKER = """
+import os, sys, time
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "astron.settings")
+import django
+django.setup()
+from flows.execution.executor import executor
+executor.submit(sys.argv[1])
+time.sleep(120)
+"""
+
+
+def slow_flow():
+    return {
+        "dsl": "astron/v1", "name": "Slow middle",
+        "nodes": [
+            {"id": "start", "type": "start"},
+            {"id": "before", "type": "template", "params": {"template": "first"}},
+            {"id": "pause", "type": "wait", "params": {"seconds": 1.5}},
+            {"id": "after", "type": "template", "params": {"template": "{{before.text}} then"}},
+            {"id": "end", "type": "end", "inputs": {"text": "{{after.text}}"}},
+        ],
+        "edges": [{"from": "start", "to": "before"}, {"from": "before", "to": "pause"},
+                  {"from": "pause", "to": "after"}, {"from": "after", "to": "end"}],
+    }
+
+
+def database_url_of_test_database():
+    database = connection.settings_dict
+    if database["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{database['NAME']}"
+    user = database.get("USER") or "postgres"
+    host = database.get("HOST") or "127.0.0.1"
+    return f"postgres://{user}@{host}:{database.get('PORT') or 5432}/{database['NAME']}"
+
+
+def wait_for(predicate, seconds):
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def started(run, node):
+    return RunEvent.objects.filter(run=run, type="node.started", data__node=node).count()
+
+
+@pytest.fixture(autouse=True)
+def short_leases(settings):
+    settings.RUN_LEASE_S = 1
+    yield
+    executor.stop()
+
+
+def test_a_run_killed_mid_node_is_finished_by_another_worker(tmp_path):
+    owner = User.objects.create_user("ada")
+    flow = services.create_flow(owner, slow_flow())
+    # A queued run row, as start_run writes it, executed by a separate process.
+    run = Run.objects.create(owner=owner, flow=flow, document=services.documents.store_document(
+        flow.draft), inputs={})
+    environment = {**os.environ, "DATABASE_URL": database_url_of_test_database(),
+                   "RUN_LEASE_S": "1", "SECRET_KEY": settings.SECRET_KEY}
+    worker = subprocess.Popen([sys.executable, "-c", WORKER, str(run.pk)], cwd=ROOT,
+                              env=environment, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: started(run, "pause") == 1, 30)
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+    run.refresh_from_db()
+    assert run.status == "running" and run.lease_owner  # the dead worker's lease remains
+    before = list(RunEvent.objects.filter(run=run).values_list("seq", flat=True))
+
+    wait_for(lambda: Run.objects.get(pk=run.pk).lease_expires_at.timestamp() < time.time(), 5)
+    taken = asyncio.run_coroutine_threadsafe(executor.recover(), executor.start()).result(10)
+    assert taken == 1
+    executor.wait(run.pk, 15)
+
+    run.refresh_from_db()
+    assert run.status == "succeeded", run.error
+    assert run.outputs == {"text": "first then"}
+    assert run.resumed_after_crash == 1
+    assert started(run, "before") == 1  # finished before the crash: not run again
+    assert started(run, "pause") == 2  # running at the crash: run again (at least once)
+    seqs = list(RunEvent.objects.filter(run=run).values_list("seq", flat=True))
+    assert seqs[:len(before)] == before
+    assert seqs == list(range(1, len(seqs) + 1))
+    types = list(RunEvent.objects.filter(run=run).values_list("type", flat=True))
+    assert types.count("run.started") == 1 and types[-1] == "run.finished"
+
+
+def test_a_live_lease_is_not_taken_over():
+    owner = User.objects.create_user("lin")
+    flow = services.create_flow(owner, slow_flow())
+    run = Run.objects.create(owner=owner, flow=flow, document=services.documents.store_document(
+        flow.draft), inputs={})
+    from flows.execution import leases
+
+    assert leases.claim(run.pk, "worker-a") is not None
+    assert leases.claim(run.pk, "worker-b") is None
+    assert leases.renew(run.pk, "worker-b") is None
+    assert leases.renew(run.pk, "worker-a") is not None
+

@@ -1,0 +1,162 @@
+"""Runs executing on the platform: stored events, projections, pauses, cancels, children."""
+
+import json
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+
+from flows import services
+from flows.execution.executor import executor
+from flows.models import NodeRun, Run, RunEvent
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def sample(name):
+    return json.loads((SAMPLES / f"{name}.json").read_text())
+
+
+@pytest.fixture(autouse=True)
+def fresh_executor():
+    yield
+    executor.stop()
+
+
+@pytest.fixture
+def owner():
+    return User.objects.create_user("ada")
+
+
+def finish(run, seconds=10):
+    executor.wait(run.pk, seconds)
+    run.refresh_from_db()
+    return run
+
+
+def test_run_events_are_stored_in_order_and_projected_onto_the_run(owner):
+    flow = services.create_flow(owner, sample("hello"))
+    run, created = services.start_run(owner, flow, {"name": "Ada"})
+    assert created
+    run = finish(run)
+    assert run.status == "succeeded"
+    assert run.outputs == {"greeting": "Hello, Ada!"}
+    assert run.started_at and run.finished_at
+    seqs = list(RunEvent.objects.filter(run=run).values_list("seq", flat=True))
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert run.last_seq == seqs[-1]
+    types = list(RunEvent.objects.filter(run=run).values_list("type", flat=True))
+    assert types[0] == "run.started" and types[-1] == "run.finished"
+    nodes = list(NodeRun.objects.filter(run=run).values_list("node", "type", "status"))
+    assert nodes == [("start", "start", "succeeded"), ("greet", "template", "succeeded"),
+                     ("end", "end", "succeeded")]
+
+
+def test_a_skipped_branch_is_recorded_with_its_type(owner):
+    doc = sample("approval")
+    flow = services.create_flow(owner, doc)
+    run = finish(services.start_run(owner, flow, {"request": "refund"})[0])
+    services.answer_run(run, "fine", "yes", by="ada")
+    run = finish(run)
+    assert run.status == "succeeded"
+    dropped = NodeRun.objects.get(run=run, node="dropped")
+    assert (dropped.status, dropped.type, dropped.attempts) == ("skipped", "template", 0)
+
+
+def test_a_waiting_run_releases_its_worker_and_an_answer_continues_it(owner):
+    flow = services.create_flow(owner, sample("approval"))
+    run = finish(services.start_run(owner, flow, {"request": "refund"})[0])
+    assert run.status == "waiting"
+    assert run.lease_owner == "" and run.lease_expires_at is None
+    assert [q["node"] for q in run.waiting] == ["ask"]
+    assert NodeRun.objects.get(run=run, node="ask").status == "waiting"
+    services.answer_run(run, "go", "yes", by="ada")
+    run = finish(run)
+    assert run.status == "succeeded"
+    assert run.outputs["result"].startswith("Sent: ")
+    assert run.waiting == []
+    resumed = RunEvent.objects.get(run=run, type="run.resumed")
+    assert resumed.data["by"] == "ada" and resumed.data["option"] == "yes"
+
+
+def test_a_question_deadline_wakes_a_waiting_run(owner, settings):
+    doc = sample("approval")
+    ask = doc["nodes"][2]
+    ask["params"]["timeout_s"] = 0.5
+    doc["edges"].append({"from": "ask", "to": "dropped", "branch": "timeout"})
+    flow = services.create_flow(owner, doc)
+    run = finish(services.start_run(owner, flow, {"request": "refund"})[0])
+    assert run.status == "waiting" and run.wake_at is not None
+    import asyncio
+    import time
+
+    time.sleep(0.6)
+    asyncio.run_coroutine_threadsafe(executor.recover(), executor.start()).result(5)
+    run = finish(run)
+    assert run.status == "succeeded"
+    assert run.outputs == {"result": "Discarded ()"}
+
+
+def test_cancelling_a_running_run_interrupts_it(owner):
+    doc = sample("fanout")
+    for node in doc["nodes"]:
+        if node["type"] == "wait":
+            node["params"]["seconds"] = 30
+    flow = services.create_flow(owner, doc)
+    run, _ = services.start_run(owner, flow, {})
+    import time
+
+    deadline = time.monotonic() + 5
+    while not RunEvent.objects.filter(run=run, type="node.started",
+                                      data__node="slow_a").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    services.cancel_run(run)
+    run = finish(run, 5)
+    assert run.status == "cancelled"
+    assert run.error["code"] == "cancelled"
+    assert NodeRun.objects.get(run=run, node="slow_a").status == "cancelled"
+
+
+def test_cancelling_a_waiting_run_ends_it(owner):
+    flow = services.create_flow(owner, sample("approval"))
+    run = finish(services.start_run(owner, flow, {"request": "refund"})[0])
+    services.cancel_run(run)
+    run = finish(run)
+    assert run.status == "cancelled"
+    assert RunEvent.objects.filter(run=run).last().type == "run.finished"
+
+
+def test_subflows_run_as_linked_child_runs(owner):
+    hello = services.create_flow(owner, sample("hello"), slug="hello")
+    services.publish_flow(hello)
+    team = services.create_flow(owner, sample("greet-team"))
+    run = finish(services.start_run(owner, team, {"members": ["Ada", "Lin"]})[0])
+    assert run.status == "succeeded", run.error
+    assert run.outputs == {"lines": [{"line": "Hello, Ada!"}, {"line": "Hello, Lin!"}]}
+    children = Run.objects.filter(parent_run=run)
+    assert children.count() == 2
+    assert {c.status for c in children} == {"succeeded"}
+    assert {c.depth for c in children} == {1}
+    assert all(c.lease_owner == "" for c in children)
+
+
+def test_a_child_of_an_unpublished_flow_fails_the_node(owner):
+    services.create_flow(owner, sample("hello"), slug="hello")
+    team = services.create_flow(owner, sample("greet-team"))
+    run = finish(services.start_run(owner, team, {"members": ["Ada"]})[0])
+    assert run.status == "failed"
+    assert run.error["code"] == "not_published"
+
+
+def test_editing_the_draft_does_not_change_a_started_run(owner):
+    flow = services.create_flow(owner, sample("approval"))
+    run = finish(services.start_run(owner, flow, {"request": "refund"})[0])
+    changed = sample("approval")
+    changed["nodes"][3]["params"]["template"] = "Changed: {{draft.text}}"
+    services.update_flow(flow, changed)
+    services.answer_run(run, "ok", "yes")
+    run = finish(run)
+    assert run.outputs["result"].startswith("Sent: ")
