@@ -44,6 +44,9 @@ class Executor:
         self._live: dict[str, tuple[Run, int]] = {}  # run id → (engine run, answers serial)
         self._settled: dict[str, threading.Event] = {}
         self._background: set[asyncio.Task[Any]] = set()  # referenced until done
+        # Serving processes look after every run (recovery, deadlines); a command that runs
+        # one flow turns this off so as not to adopt runs it would abandon when it exits.
+        self.maintenance = True
 
     # -- the thread ---------------------------------------------------------------------------
 
@@ -62,7 +65,8 @@ class Executor:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         self._loop = loop
-        self._spawn(self._maintain())
+        if self.maintenance:
+            self._spawn(self._maintain())
         ready.set()
         loop.run_forever()
 
@@ -95,14 +99,11 @@ class Executor:
         asyncio.run_coroutine_threadsafe(self.attend(str(run_id)), loop)
 
     def wait(self, run_id: Any, timeout: float) -> None:
-        """Block until the run finishes or waits here, or `timeout` passes (API `wait`)."""
+        """Block until the run finishes or waits for a person, or `timeout` passes."""
         event = self._settled.setdefault(str(run_id), threading.Event())
         deadline = timezone.now() + timedelta(seconds=timeout)
         while timezone.now() < deadline:
-            if event.wait(0.1):
-                break
-            status = RunRow.objects.filter(pk=run_id).values_list("status", flat=True).first()
-            if status not in RunRow.ACTIVE:
+            if event.wait(0.1) or _settled(run_id):
                 break
         self._settled.pop(str(run_id), None)
 
@@ -149,9 +150,9 @@ class Executor:
             self._live.pop(run_id, None)
         again = False
         if result.status == "waiting":
-            again = await db(_pause, run_id, self.worker, result.waiting)
+            again = await db(_pause, run_id, self.worker, result.waiting, row.answer_serial)
         else:
-            await db(leases.release, run_id, self.worker)
+            await db(leases.release, run_id, self.worker, pending_answers=[])
         event = self._settled.get(run_id)
         if event is not None and not again:
             event.set()
@@ -234,20 +235,32 @@ class Executor:
         return task
 
 
+def _settled(run_id: Any) -> bool:
+    """Finished, or waiting for a person with nothing (answer, cancel, deadline) to act on."""
+    row = RunRow.objects.filter(pk=run_id).values("status", "lease_owner", "wake_at").first()
+    if row is None or row["status"] in RunRow.FINISHED:
+        return True
+    return row["status"] == RunRow.Status.WAITING and not row["lease_owner"] and (
+        row["wake_at"] is None or row["wake_at"] > timezone.now())
+
+
 def _plan_and_events(row: RunRow) -> tuple[Plan, list[dict[str, Any]]]:
     events = [event.envelope() for event in RunEvent.objects.filter(run=row).order_by("seq")]
     return plan_for(row.document), events
 
 
-def _pause(run_id: str, worker: str, waiting: list[dict[str, Any]]) -> bool:
-    """Record that a run waits for answers; True when answers or a cancel already came."""
+def _pause(run_id: str, worker: str, waiting: list[dict[str, Any]], serial: int) -> bool:
+    """Record that a run waits for answers; True when an answer or a cancel came meanwhile."""
     deadlines = [q["timeout_at"] for q in waiting if q.get("timeout_at")]
     wake_at = min(datetime.fromisoformat(d.replace("Z", "+00:00")) for d in deadlines) \
         if deadlines else None
+    # The answers this execution started with are applied now (stored as run.resumed).
+    RunRow.objects.filter(pk=run_id, lease_owner=worker, answer_serial=serial).update(
+        pending_answers=[])
     leases.release(run_id, worker, status=RunRow.Status.WAITING, waiting=waiting,
                    wake_at=wake_at)
-    row = RunRow.objects.only("pending_answers", "cancel_requested").get(pk=run_id)
-    if row.pending_answers or row.cancel_requested:
+    row = RunRow.objects.only("answer_serial", "cancel_requested").get(pk=run_id)
+    if row.answer_serial != serial or row.cancel_requested:
         RunRow.objects.filter(pk=run_id).update(wake_at=timezone.now())
         return True
     return False

@@ -44,14 +44,13 @@ def claim(run_id: Any, worker: str) -> Run | None:
         pk=run.pk, status=run.status, lease_owner=run.lease_owner,
         lease_expires_at=run.lease_expires_at,
     ).update(lease_owner=worker, lease_expires_at=now + timedelta(seconds=lease_seconds()),
-             pending_answers=[], wake_at=None, status=status,
+             wake_at=None, status=status,
              resumed_after_crash=run.resumed_after_crash + (run.status == Run.Status.RUNNING))
     if not taken:
         return None
-    # The answers now belong to this worker; the row no longer lists them.
-    claimed = Run.objects.select_related("document", "flow").get(pk=run.pk)
-    claimed.pending_answers = run.pending_answers
-    return claimed
+    # Answers stay on the row until the run pauses or finishes having applied them: if this
+    # worker dies first, the next one applies them (those already applied are no longer open).
+    return Run.objects.select_related("document", "flow").get(pk=run.pk)
 
 
 def renew(run_id: Any, worker: str) -> Run | None:

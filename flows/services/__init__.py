@@ -2,6 +2,7 @@
 
 from flows.services.documents import check_dsl, problems_of
 from flows.services.flows import create_flow, delete_flow, flow_of, publish_flow, update_flow
+from flows.services.maintenance import prune_runs
 from flows.services.runs import (
     answer_run,
     cancel_run,
@@ -20,6 +21,7 @@ __all__ = [
     "delete_flow",
     "flow_of",
     "problems_of",
+    "prune_runs",
     "publish_flow",
     "request_fingerprint",
     "revoke_token",

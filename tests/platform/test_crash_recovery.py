@@ -71,8 +71,10 @@ def started(run, node):
 @pytest.fixture(autouse=True)
 def short_leases(settings):
     settings.RUN_LEASE_S = 1
+    executor.maintenance = False  # the test takes the run over itself, once
     yield
     executor.stop()
+    executor.maintenance = True
 
 
 def test_a_run_killed_mid_node_is_finished_by_another_worker(tmp_path):
