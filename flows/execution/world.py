@@ -10,6 +10,7 @@ from typing import Any
 from django.conf import settings
 
 from engine.llm import providers_from_config
+from engine.net import GuardedHttpClient
 from engine.ports import CodeLimits
 
 
@@ -25,6 +26,7 @@ class World:
 def shared_world() -> World:
     return World(
         llm_providers=providers_from_config(getattr(settings, "LLM_PROVIDERS", {}), os.environ),
+        http=GuardedHttpClient(allow_hosts=settings.HTTP_ALLOW_HOSTS),
         code_limits=CodeLimits(
             cpu_s=getattr(settings, "CODE_CPU_S", 10),
             memory_mb=getattr(settings, "CODE_MEMORY_MB", 256),
