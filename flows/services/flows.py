@@ -10,7 +10,13 @@ from django.utils import timezone
 from engine import document_digest
 from flows.errors import ServiceError
 from flows.models import Flow, FlowVersion
-from flows.services.documents import check_dsl, check_slug, slug_from_name, store_document
+from flows.services.documents import (
+    SLUG_PATTERN,
+    check_dsl,
+    check_slug,
+    slug_from_name,
+    store_document,
+)
 
 
 def create_flow(owner: Any, dsl: Any, slug: str | None = None) -> Flow:
@@ -66,6 +72,9 @@ def publish_flow(flow: Flow) -> tuple[FlowVersion, bool]:
 
 def flow_of(owner: Any, slug: str, include_deleted: bool = False) -> Flow:
     """The owner's flow by slug; someone else's answers like a missing one (404)."""
+    if not isinstance(slug, str) or not SLUG_PATTERN.match(slug):
+        # No flow has such a slug; and PostgreSQL refuses some strings (NUL) in a query.
+        raise ServiceError(404, "not_found", "there is no such flow")
     flows = Flow.objects.filter(owner=owner, slug=slug)
     if not include_deleted:
         flows = flows.filter(deleted_at__isnull=True)

@@ -11,14 +11,14 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from engine import InputsInvalid
+from engine import InputsInvalid, compile_plan, document_digest
 from engine.questions import AnswerRefused, check_answer
 from flows.errors import ServiceError
-from flows.models import Flow, FlowVersion, Run
+from flows.models import Document, Flow, FlowVersion, Run
 from flows.plans import plan_for
-from flows.services.documents import store_document
 
 MAX_IDEMPOTENCY_KEY = 200
+MAX_VERSION = 2**31 - 1  # beyond the column's range: no such version (and no query error)
 
 
 def request_fingerprint(body: Any) -> str:
@@ -33,7 +33,7 @@ def start_run(owner: Any, flow: Flow, inputs: Any, version: Any = None,
     Inputs are checked against the start node before any row is written.
     """
     if idempotency_key is not None:
-        if not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
+        if not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY or "\x00" in idempotency_key:
             raise ServiceError(400, "invalid_idempotency_key",
                                f"Idempotency-Key must have 1 to {MAX_IDEMPOTENCY_KEY} characters")
         existing = Run.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
@@ -51,7 +51,7 @@ def start_run(owner: Any, flow: Flow, inputs: Any, version: Any = None,
             run = Run.objects.create(
                 owner=owner, flow=flow, version=flow_version,
                 version_number=flow_version.number if flow_version else None,
-                document=document, inputs=applied, idempotency_key=idempotency_key,
+                document=_stored(document), inputs=applied, idempotency_key=idempotency_key,
                 request_hash=fingerprint)
             transaction.on_commit(lambda: _execute(run.pk))
     except IntegrityError:
@@ -74,7 +74,7 @@ def _snapshot(flow: Flow, version: Any) -> tuple[Any, FlowVersion | None]:
     if version is None:
         version = "published" if flow.published_version is not None else "draft"
     if version == "draft":
-        return store_document(flow.draft), None
+        return _draft_document(flow.draft), None
     if version == "published":
         if flow.published_version is None:
             raise ServiceError(409, "not_published", f'the flow "{flow.slug}" has no published '
@@ -86,10 +86,25 @@ def _snapshot(flow: Flow, version: Any) -> tuple[Any, FlowVersion | None]:
                            [{"path": "/version", "code": "invalid_value",
                              "message": f"{version!r} is not a version"}])
     flow_version = FlowVersion.objects.select_related("document").filter(
-        flow=flow, number=version).first()
+        flow=flow, number=version).first() if version <= MAX_VERSION else None
     if flow_version is None:
         raise ServiceError(404, "not_found", f'the flow "{flow.slug}" has no version {version}')
     return flow_version.document, flow_version
+
+
+def _draft_document(dsl: Any) -> Document:
+    """The draft's document: the stored one, or an unsaved one that `_stored` saves once the
+    inputs passed, so that refused inputs write no row."""
+    digest = document_digest(dsl)
+    stored = Document.objects.filter(hash=digest).first()
+    return stored or Document(hash=digest, dsl=dsl, plan=compile_plan(dsl).to_dict())
+
+
+def _stored(document: Document) -> Document:
+    if not document._state.adding:
+        return document
+    return Document.objects.get_or_create(
+        hash=document.hash, defaults={"dsl": document.dsl, "plan": document.plan})[0]
 
 
 def answer_run(run: Run, answer: Any, option: Any = None, node: Any = None,

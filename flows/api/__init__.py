@@ -1,0 +1,1 @@
+"""The HTTP API (shared docs: api.md): thin views over `flows.services`."""

@@ -1,0 +1,54 @@
+"""Fixtures of the platform's tests: the personas of factories.py and their API clients."""
+
+import pytest
+from django.core.cache import cache
+
+from flows.execution.executor import executor
+
+from . import factories
+
+
+@pytest.fixture
+def owner(db):
+    return factories.user("ada")
+
+
+@pytest.fixture
+def outsider(db):
+    return factories.user("mallory")
+
+
+@pytest.fixture
+def staff(db):
+    return factories.user("grace", staff=True)
+
+
+@pytest.fixture
+def api(owner):
+    """The owner's API client (Token key)."""
+    return factories.api_client(owner)
+
+
+@pytest.fixture
+def outsider_api(outsider):
+    return factories.api_client(outsider)
+
+
+@pytest.fixture
+def anonymous():
+    cache.delete("throttle_user_127.0.0.1")  # anonymous requests count by address
+    return factories.api_client()
+
+
+@pytest.fixture
+def stopped_executor():
+    """For tests whose runs execute: the executor stops (runs interrupted, connections closed)
+    before the database is flushed; the next submit starts it again."""
+    yield executor
+    executor.stop()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def executor_stopped_at_the_end():
+    yield
+    executor.stop()
