@@ -9,6 +9,7 @@ loop takes over runs whose worker died and wakes waiting runs whose deadline pas
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import threading
 from datetime import datetime, timedelta
@@ -96,7 +97,16 @@ class Executor:
     def submit(self, run_id: Any) -> None:
         """Execute a run, or pass new answers or a cancel to it; safe from any thread."""
         loop = self.start()
-        asyncio.run_coroutine_threadsafe(self.attend(str(run_id)), loop)
+        # A fresh context: the caller's (e.g. a request's, holding asgiref's executor for
+        # that request) must not follow the run, which outlives the request.
+        contextvars.Context().run(asyncio.run_coroutine_threadsafe, self.attend(str(run_id)),
+                                  loop)
+
+    def recover_now(self, timeout: float = 30) -> int:
+        """One recovery pass from sync code (commands, tests); the number of runs taken up."""
+        loop = self.start()
+        future = contextvars.Context().run(asyncio.run_coroutine_threadsafe, self.recover(), loop)
+        return future.result(timeout)
 
     def wait(self, run_id: Any, timeout: float) -> None:
         """Block until the run finishes or waits for a person, or `timeout` passes."""

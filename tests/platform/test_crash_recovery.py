@@ -1,7 +1,6 @@
 """A worker killed mid-run (SIGKILL): another takes the run over when its lease expires and
 finishes it from the stored events, running no finished node twice."""
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -98,7 +97,7 @@ def test_a_run_killed_mid_node_is_finished_by_another_worker(tmp_path):
     before = list(RunEvent.objects.filter(run=run).values_list("seq", flat=True))
 
     wait_for(lambda: Run.objects.get(pk=run.pk).lease_expires_at.timestamp() < time.time(), 5)
-    taken = asyncio.run_coroutine_threadsafe(executor.recover(), executor.start()).result(10)
+    taken = executor.recover_now(10)
     assert taken == 1
     executor.wait(run.pk, 15)
 

@@ -89,11 +89,10 @@ def test_a_question_deadline_wakes_a_waiting_run(owner, settings):
     flow = services.create_flow(owner, doc)
     run = finish(services.start_run(owner, flow, {"request": "refund"})[0])
     assert run.status == "waiting" and run.wake_at is not None
-    import asyncio
     import time
 
     time.sleep(0.6)
-    asyncio.run_coroutine_threadsafe(executor.recover(), executor.start()).result(5)
+    executor.recover_now(5)
     run = finish(run)
     assert run.status == "succeeded"
     assert run.outputs == {"result": "Discarded ()"}

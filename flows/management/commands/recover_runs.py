@@ -7,7 +7,6 @@ is serving (after a crash, before a restart) or to see what was left behind.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import time
 from collections import Counter
 from typing import Any
@@ -41,7 +40,7 @@ class Command(BaseCommand):
         executor.maintenance = False
         needing = [str(run_id) for run_id in leases.runs_needing_a_worker()]
         try:
-            asyncio.run_coroutine_threadsafe(executor.recover(), executor.start()).result()
+            executor.recover_now()
             if not needing:
                 self.stdout.write("No run needed a worker.")
                 return
