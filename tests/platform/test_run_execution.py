@@ -159,3 +159,20 @@ def test_editing_the_draft_does_not_change_a_started_run(owner):
     services.answer_run(run, "ok", "yes")
     run = finish(run)
     assert run.outputs["result"].startswith("Sent: ")
+
+
+async def test_a_run_started_through_asgi_executes_after_the_response(owner):
+    """Under an ASGI server the request's context must not follow the run (it outlives it)."""
+    from asgiref.sync import sync_to_async
+    from django.test import AsyncClient
+
+    flow = await sync_to_async(services.create_flow)(owner, sample("hello"))
+    _token, key = await sync_to_async(services.create_token)(owner, "asgi")
+    response = await AsyncClient().post(
+        f"/api/flows/{flow.slug}/runs/", {"inputs": {"name": "Ada"}},
+        content_type="application/json", headers={"Authorization": f"Token {key}"})
+    assert response.status_code == 201, response.content
+    run = await Run.objects.aget(pk=response.json()["id"])
+    await sync_to_async(executor.wait)(run.pk, 10)
+    await run.arefresh_from_db()
+    assert run.status == "succeeded"
