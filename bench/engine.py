@@ -182,6 +182,32 @@ async def memory_per_run_kib(runs: int) -> float:
     return (peak - baseline) / runs / 1024
 
 
+def iteration_flow(items: int, concurrency: int) -> dict[str, Any]:
+    body = {"nodes": [{"id": "begin", "type": "start"},
+                      {"id": "pause", "type": "wait", "params": {"seconds": 0.001}},
+                      {"id": "shout", "type": "template", "inputs": {"word": "{{item}}"},
+                       "params": {"template": "{{word}}!"}},
+                      {"id": "end", "type": "end", "inputs": {"text": "{{shout.text}}"}}],
+            "edges": [{"from": "begin", "to": "pause"}, {"from": "pause", "to": "shout"},
+                      {"from": "shout", "to": "end"}]}
+    return {"dsl": "astron/v1", "name": "iteration", "settings": {"concurrency": 64},
+            "nodes": [{"id": "start", "type": "start", "params": {"inputs": {
+                "words": {"type": "array"}}}},
+                      {"id": "each", "type": "iteration", "params": {
+                          "items": "{{start.words}}", "concurrency": concurrency, "body": body}},
+                      {"id": "end", "type": "end", "inputs": {"results": "{{each.results}}"}}],
+            "edges": [{"from": "start", "to": "each"}, {"from": "each", "to": "end"}]}
+
+
+async def iteration_seconds(items: int, concurrency: int) -> float:
+    plan = compile_plan(iteration_flow(items, concurrency))
+    words = [f"w{i}" for i in range(items)]
+    started = time.perf_counter()
+    result = await Run(plan, {"words": words}).execute()
+    assert result.status == "succeeded" and len(result.outputs["results"]) == items
+    return time.perf_counter() - started
+
+
 async def main(quick: bool) -> None:
     repeats = 20 if quick else 200
     rows = []
@@ -208,7 +234,27 @@ async def main(quick: bool) -> None:
                  "unit": "ms", "target": "< 10 ms"})
     rows.append({"case": "(e) 1,000 concurrent runs of a 10-node flow",
                  "engine": round(await memory_per_run_kib(1000), 1), "unit": "KiB/run (peak)"})
+    serial = await iteration_seconds(1000, 1)
+    for concurrency in (1, 16):
+        seconds = serial if concurrency == 1 else await iteration_seconds(1000, concurrency)
+        rows.append({"case": f"(f) 1,000-item iteration, concurrency {concurrency} "
+                             "(body: 1 ms wait + template)",
+                     "engine": round(seconds, 3), "unit": "s",
+                     "ratio": round(serial / seconds, 2) if concurrency > 1 else None,
+                     "target": "speed-up with concurrency"})
+    rows.extend(await io_rows(quick))
     report("engine", rows, ["case", "engine", "baseline", "unit", "ratio", "target"])
+
+
+async def io_rows(quick: bool) -> list[dict[str, Any]]:
+    """Code and HTTP node throughput (bench/code_nodes.py, bench/http_nodes.py)."""
+    rows: list[dict[str, Any]] = []
+    from bench.code_nodes import code_node_rows
+    from bench.http_nodes import http_node_rows
+
+    rows.extend(await code_node_rows(quick))
+    rows.extend(await http_node_rows(quick))
+    return rows
 
 
 if __name__ == "__main__":

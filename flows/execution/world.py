@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from functools import cache
@@ -12,6 +13,9 @@ from django.conf import settings
 from engine.llm import providers_from_config
 from engine.net import GuardedHttpClient
 from engine.ports import CodeLimits
+from engine.sandbox import ProcessSandbox, sandbox_status
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -24,12 +28,23 @@ class World:
 
 @cache
 def shared_world() -> World:
+    limits = CodeLimits(cpu_s=settings.CODE_CPU_S, memory_mb=settings.CODE_MEMORY_MB,
+                        output_kb=settings.CODE_OUTPUT_KB, wall_s=settings.CODE_WALL_S)
     return World(
-        llm_providers=providers_from_config(getattr(settings, "LLM_PROVIDERS", {}), os.environ),
+        llm_providers=providers_from_config(settings.LLM_PROVIDERS, os.environ),
         http=GuardedHttpClient(allow_hosts=settings.HTTP_ALLOW_HOSTS),
-        code_limits=CodeLimits(
-            cpu_s=getattr(settings, "CODE_CPU_S", 10),
-            memory_mb=getattr(settings, "CODE_MEMORY_MB", 256),
-            output_kb=getattr(settings, "CODE_OUTPUT_KB", 1024),
-            wall_s=getattr(settings, "CODE_WALL_S", 30)),
+        # The pool starts its processes on first use, on the executor's loop.
+        sandbox=ProcessSandbox(limits, workers=settings.CODE_WORKERS)
+        if settings.CODE_WORKERS > 0 else None,
+        code_limits=limits,
     )
+
+
+def announce_isolation() -> dict[str, Any]:
+    """Say loudly, at start, when code nodes run without bubblewrap."""
+    status = sandbox_status()
+    if status.get("warning"):
+        logger.warning("CODE SANDBOX: %s", status["warning"])
+    else:
+        logger.info("code sandbox: %s", status.get("isolation"))
+    return status
