@@ -59,6 +59,11 @@ class LocalFlowRunner:
 
 def child_outputs(result: RunResult, flow: str, run_id: str) -> dict[str, Any]:
     """A child run's outputs, or its failure as the subflow node's error."""
+    if result.status == "waiting":
+        # Nobody could answer it: the question belongs to a run its parent is waiting on.
+        raise NodeError("invalid_param",
+                        f'the flow "{flow}" asks a question, so it cannot run as a subflow',
+                        details={"child_run": run_id})
     if result.status != "succeeded":
         error = result.error or {"code": "cancelled", "message": "the child run stopped"}
         raise NodeError(error["code"], f'the child run of "{flow}" failed: {error["message"]}',

@@ -9,6 +9,7 @@ from engine.ports import ChildRunRequest
 from engine.subflows import child_outputs, run_cancelling_with_parent
 from flows.execution.database import db
 from flows.execution.leases import release
+from flows.execution.records import end_run
 from flows.models import Flow, FlowVersion
 from flows.models import Run as RunRow
 from flows.plans import plan_for
@@ -38,6 +39,8 @@ class PlatformFlowRunner:
             result = await run_cancelling_with_parent(child)
         finally:
             keeper.cancel()
+        if result.status == "waiting":
+            await db(end_child, row.pk, "the child run asked a question: a subflow cannot wait")
         await db(release, run_id, self.executor.worker)
         return child_outputs(result, request.flow, run_id)
 
@@ -65,3 +68,7 @@ class PlatformFlowRunner:
             parent_run_id=self.parent_run_id, parent_node=request.node, depth=request.depth,
             lease_owner=self.executor.worker, lease_expires_at=self.executor.lease_until())
         return row, plan
+
+
+def end_child(run_id: Any, message: str) -> None:
+    end_run(run_id, "cancelled", message)

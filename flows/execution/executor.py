@@ -24,7 +24,7 @@ from engine.questions import Answer, AnswerRefused
 from flows.execution import leases
 from flows.execution.children import PlatformFlowRunner
 from flows.execution.database import db
-from flows.execution.records import store_events
+from flows.execution.records import end_run
 from flows.execution.sink import DatabaseSink
 from flows.execution.world import shared_world
 from flows.models import Run as RunRow
@@ -278,18 +278,8 @@ def _pause(run_id: str, worker: str, waiting: list[dict[str, Any]], serial: int)
 
 def abandon_child(row: RunRow) -> None:
     """A child run whose worker died: its parent will start a new one, so this one ends."""
-    error = {"code": "cancelled", "node": None, "attempt": None,
-             "message": "the parent run was interrupted and starts a new child run"}
-    store_events(row.pk, [{
-        "seq": row.last_seq + 1, "type": "run.finished", "ts": _now_ts(), "run": str(row.pk),
-        "scope": None, "item": None,
-        "data": {"status": "cancelled", "outputs": None, "answer": None, "error": error,
-                 "elapsed_ms": row.elapsed_ms, "recovered": row.recovered}}])
+    end_run(row.pk, "cancelled", "the parent run was interrupted and starts a new child run")
     leases.release(row.pk, row.lease_owner)
-
-
-def _now_ts() -> str:
-    return timezone.now().isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 executor = Executor()

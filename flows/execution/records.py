@@ -31,6 +31,20 @@ def store_events(run_id: Any, events: list[dict[str, Any]],
         _project_run(run_id, events)
 
 
+def end_run(run_id: Any, status: str, message: str) -> None:
+    """End a run that no engine will continue, with the run.finished event it lacks."""
+    from django.utils import timezone
+
+    row = Run.objects.get(pk=run_id)
+    error = {"code": "cancelled", "message": message, "node": None, "attempt": None}
+    ts = timezone.now().isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    store_events(run_id, [{
+        "seq": row.last_seq + 1, "type": "run.finished", "ts": ts, "run": str(run_id),
+        "scope": None, "item": None,
+        "data": {"status": status, "outputs": None, "answer": None, "error": error,
+                 "elapsed_ms": row.elapsed_ms, "recovered": row.recovered}}])
+
+
 def _project_run(run_id: Any, events: list[dict[str, Any]]) -> None:
     changes: dict[str, Any] = {"last_seq": events[-1]["seq"]}
     waiting_changed = False

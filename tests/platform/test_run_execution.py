@@ -176,3 +176,21 @@ async def test_a_run_started_through_asgi_executes_after_the_response(owner):
     await sync_to_async(executor.wait)(run.pk, 10)
     await run.arefresh_from_db()
     assert run.status == "succeeded"
+
+
+def test_a_child_that_asks_a_question_fails_its_subflow_node_and_ends(owner):
+    asker = services.create_flow(owner, sample("approval"), slug="asker")
+    services.publish_flow(asker)
+    parent = services.create_flow(owner, {
+        "dsl": "astron/v1", "name": "Parent",
+        "nodes": [{"id": "start", "type": "start"},
+                  {"id": "child", "type": "subflow", "inputs": {"request": "x"},
+                   "params": {"flow": "asker"}},
+                  {"id": "end", "type": "end"}],
+        "edges": [{"from": "start", "to": "child"}, {"from": "child", "to": "end"}]})
+    run = finish(services.start_run(owner, parent, {})[0])
+    assert run.status == "failed"
+    assert run.error["code"] == "invalid_param"
+    child = Run.objects.get(parent_run=run)
+    assert child.status == "cancelled"
+    assert RunEvent.objects.filter(run=child).last().type == "run.finished"
