@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 MAX_BYTES = 1024 * 1024
@@ -10,31 +11,27 @@ MAX_NODES = 10_000
 
 
 def size_problem(document: Any) -> tuple[str, str] | None:
-    """(code, message) when the document is too deep or too large, walking it without recursion.
+    """(code, message) when the document is too deep or too large.
 
-    The size is that of the document as compact JSON, estimated while walking so that the walk
-    stops as soon as either limit is passed (a 100 MiB document costs no more than a 1 MiB one).
+    Depth is checked first, walking only the containers without recursion (so a 100,000-deep
+    document costs 64 steps); the size is then that of the compact JSON, as UTF-8 bytes,
+    which the C encoder measures faster than any walk in Python.
     """
-    size = 0
     stack: list[tuple[Any, int]] = [(document, 1)]
     while stack:
         value, depth = stack.pop()
-        if isinstance(value, dict):
-            if depth > MAX_DEPTH:
-                return "too_deep", f"the document is nested deeper than {MAX_DEPTH} levels"
-            size += 2 + len(value)  # braces, commas and colons
-            for key, item in value.items():
-                size += len(key) + 2
-                stack.append((item, depth + 1))
-        elif isinstance(value, list):
-            if depth > MAX_DEPTH:
-                return "too_deep", f"the document is nested deeper than {MAX_DEPTH} levels"
-            size += 2 + len(value)
-            stack.extend((item, depth + 1) for item in value)
-        elif isinstance(value, str):
-            size += (len(value) if value.isascii() else len(value.encode())) + 2
-        else:
-            size += len(str(value))
-        if size > MAX_BYTES:
-            return "too_large", f"the document is larger than {MAX_BYTES // 1024} KiB"
+        if depth > MAX_DEPTH:
+            return "too_deep", f"the document is nested deeper than {MAX_DEPTH} levels"
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((child, depth + 1) for child in children
+                     if isinstance(child, (dict, list)))
+    if not isinstance(document, (dict, list)):
+        return None
+    try:
+        text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError):
+        return None  # not JSON at all: the shape checks that follow say what is wrong
+    size = len(text) if text.isascii() else len(text.encode())
+    if size > MAX_BYTES:
+        return "too_large", f"the document is larger than {MAX_BYTES // 1024} KiB"
     return None
