@@ -22,6 +22,8 @@ def size_problem(document: Any) -> tuple[str, str] | None:
         value, depth = stack.pop()
         if depth > MAX_DEPTH:
             return "too_deep", f"the document is nested deeper than {MAX_DEPTH} levels"
+        if not isinstance(value, (dict, list)):
+            continue
         children = value.values() if isinstance(value, dict) else value
         stack.extend((child, depth + 1) for child in children
                      if isinstance(child, (dict, list)))
