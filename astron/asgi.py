@@ -1,8 +1,9 @@
 """ASGI entry point: `daphne astron.asgi:application`.
 
-Plain Django for now; the websocket routes (Channels' ProtocolTypeRouter) come with the
-run consumers. Importing this module is how a serving process starts: it announces how code
-nodes are isolated and starts the executor, which takes over runs that need a worker.
+HTTP goes to Django; websockets (`/ws/runs/<id>/`, flows/routing.py) to Channels, behind the
+origin check and session authentication. Importing this module is how a serving process
+starts: it announces how code nodes are isolated and starts the executor, which takes over
+runs that need a worker. One daphne process is a complete server.
 """
 
 import os
@@ -11,10 +12,18 @@ from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "astron.settings")
 
-application = get_asgi_application()
+django_application = get_asgi_application()
 
-from flows.execution.executor import executor  # noqa: E402 - needs the apps loaded
+from channels.routing import ProtocolTypeRouter  # noqa: E402 - needs the apps loaded
+
+from flows.execution.executor import executor  # noqa: E402
 from flows.execution.world import announce_isolation  # noqa: E402
+from flows.routing import websocket_application  # noqa: E402
+
+application = ProtocolTypeRouter({
+    "http": django_application,
+    "websocket": websocket_application,
+})
 
 announce_isolation()
 executor.start()

@@ -80,6 +80,12 @@ if REDIS_URL:
             "OPTIONS": {
                 # Never pickle what goes to a shared server (architecture.md, Caching).
                 "SERIALIZER": "django_redis.serializers.msgpack.MSGPackSerializer",
+                # Spans for the cache's commands (not the channel layer's) when tracing is on.
+                "CONNECTION_FACTORY": "tracing.redis.TracedConnectionFactory",
+                # A Redis that hangs costs a request at most this much: the caches then carry
+                # on without it for a few seconds (flows/cache.py, docs/platform.md Caching).
+                "SOCKET_CONNECT_TIMEOUT": 1.0,
+                "SOCKET_TIMEOUT": 2.0,
             },
         }
     }
@@ -96,7 +102,9 @@ else:
             "LOCATION": "astron",
         }
     }
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    # Channels' in-memory layer, made safe for the executor's thread publishing to consumers
+    # on the server's loop (flows/layers.py).
+    CHANNEL_LAYERS = {"default": {"BACKEND": "flows.layers.CrossLoopInMemoryChannelLayer"}}
 
 # --- Application ----------------------------------------------------------------------------
 
@@ -114,6 +122,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",  # Swagger UI's assets, served locally: /api/docs/ needs no CDN
     "channels",
     "flows.apps.FlowsConfig",
+    "tracing.apps.TracingConfig",  # OpenTelemetry from OTEL_*, /metrics, the admin dashboard
 ]
 
 MIDDLEWARE = [
@@ -225,3 +234,7 @@ CODE_WALL_S = env_int("CODE_WALL_S", 30, minimum=1)
 LLM_PROVIDERS = env_json_object("LLM_PROVIDERS")
 SILK = env_bool("SILK", False)
 SILK_INTERCEPT_PERCENT = env_int("SILK_INTERCEPT_PERCENT", 10, minimum=0, maximum=100)
+if SILK:  # request and query profiling at /silk/, staff only (tracing/silk.py)
+    from tracing.silk import silk_settings
+
+    globals().update(silk_settings(INSTALLED_APPS, MIDDLEWARE, SILK_INTERCEPT_PERCENT))

@@ -1,14 +1,22 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
 from flows import views
+from tracing import views as tracing_views
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
+    path("metrics", tracing_views.metrics_view, name="metrics"),  # staff only
+    path("admin/dashboard/", tracing_views.dashboard, name="astron-dashboard"),  # before admin/
     path("admin/", admin.site.urls),
     path("api/", include("flows.api.urls")),
+    path("", include("flows.pages.urls")),  # the browser pages: /, /flows/…, /runs/<id>/
 ]
+
+if settings.SILK:  # staff only (tracing/silk.py)
+    urlpatterns.insert(0, path("silk/", include("silk.urls", namespace="silk")))
 
 # Django's own error pages keep the API's error shape under /api/.
 handler400 = "flows.api.exceptions.bad_request"

@@ -126,6 +126,9 @@ class Run(models.Model):
                                    related_name="children")
     parent_node = models.CharField(max_length=64, blank=True, default="")
     depth = models.PositiveSmallIntegerField(default=0)
+    # The W3C traceparent of the request that started the run ("" when it was not traced):
+    # the run's spans join that trace wherever and whenever the run executes (tracing/).
+    trace_parent = models.CharField(max_length=55, blank=True, default="")
 
     class Meta:
         indexes = [

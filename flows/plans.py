@@ -1,54 +1,23 @@
-"""Compiled plans of stored documents: compiled once, kept in the database and in memory.
+"""The compiled plan of a stored document: the one entry point, over the tiered cache.
 
-Documents are immutable and keyed by content hash, so nothing here ever needs invalidating.
+Documents are immutable and keyed by content hash, so nothing here ever needs invalidating
+(flows/cache.py: L1 process memory → L2 Redis → L3 `Document.plan` → compile).
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from threading import Lock
-
-from engine import Plan, compile_plan
+from engine import Plan
+from flows.cache import plan_cache
 from flows.models import Document
 
-_MEMORY_LIMIT = 256
 
+def plan_for(document: Document | str) -> Plan:
+    """The plan of a document, given as a row or as its hash (`run.document_id`, …).
 
-class PlanMemory:
-    """A small LRU of plans by document hash, safe to share between threads."""
-
-    def __init__(self, limit: int = _MEMORY_LIMIT):
-        self.limit = limit
-        self._plans: OrderedDict[str, Plan] = OrderedDict()
-        self._lock = Lock()
-
-    def get(self, key: str) -> Plan | None:
-        with self._lock:
-            plan = self._plans.get(key)
-            if plan is not None:
-                self._plans.move_to_end(key)
-            return plan
-
-    def put(self, key: str, plan: Plan) -> None:
-        with self._lock:
-            self._plans[key] = plan
-            self._plans.move_to_end(key)
-            while len(self._plans) > self.limit:
-                self._plans.popitem(last=False)
-
-
-memory = PlanMemory()
-
-
-def plan_for(document: Document) -> Plan:
-    """The plan of a stored document: from memory, the document's row, or compiled now."""
-    plan = memory.get(document.hash)
-    if plan is not None:
-        return plan
-    if document.plan is not None:
-        plan = Plan.from_dict(document.plan)
-    else:
-        plan = compile_plan(document.dsl)
-        Document.objects.filter(hash=document.hash, plan__isnull=True).update(plan=plan.to_dict())
-    memory.put(document.hash, plan)
-    return plan
+    Pass the hash when the row is not loaded yet: a cached plan then costs no query at all.
+    A row's loaded columns spare the queries of L3.
+    """
+    if isinstance(document, str):
+        return plan_cache.get(document)
+    loaded = document.__dict__  # never trigger the load of a deferred column
+    return plan_cache.get(document.hash, plan=loaded.get("plan"), dsl=loaded.get("dsl"))

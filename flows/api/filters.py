@@ -9,6 +9,7 @@ from django.db.models import Q
 from django_filters.rest_framework import DjangoFilterBackend
 
 from flows.errors import ServiceError
+from flows.lookup import flow_index
 from flows.models import Flow, Run
 from flows.services.documents import SLUG_PATTERN
 
@@ -37,8 +38,9 @@ class RunFilter(django_filters.FilterSet):
     def of_flow(self, queryset, name, value):
         # Resolved first (one indexed lookup, deleted flows included: their runs stay
         # readable) so that the page query uses the (owner, flow, created_at) index.
+        # A slug no flow of the owner has is answered without a query (flows/lookup.py).
         flow_id = None
-        if SLUG_PATTERN.match(value):
+        if SLUG_PATTERN.match(value) and flow_index.might_exist(self.request.user.pk, value):
             flow_id = (Flow.objects.filter(owner=self.request.user, slug=value)
                        .values_list("pk", flat=True).first())
         return queryset.filter(flow_id=flow_id) if flow_id else queryset.none()

@@ -28,7 +28,7 @@ from flows.api.filters import FlowFilter, RunFilter
 from flows.api.pagination import HighestVersionFirst
 from flows.errors import ServiceError
 from flows.execution.executor import executor
-from flows.models import Flow, FlowVersion, Run, RunEvent
+from flows.models import Flow, FlowVersion, NodeRun, Run, RunEvent
 
 EVENTS_PAGE = 1000
 MAX_SEQ = 2**31 - 1
@@ -165,7 +165,7 @@ class FlowRuns(APIView):
         responses={201: s.RunDetailSerializer, 200: s.RunDetailSerializer, 400: ERRORS[400],
                    404: ERRORS[404], 409: ERRORS[409]})
     def post(self, request, slug):
-        flow = services.flow_of(request.user, slug)
+        flow = services.flow_of(request.user, slug, for_run=True)
         body = valid(s.RunStartBody, request)
         run, created = services.start_run(
             request.user, flow, body.get("inputs", {}), version=body.get("version"),
@@ -173,7 +173,12 @@ class FlowRuns(APIView):
             fingerprint=services.request_fingerprint({"flow": slug, "body": request.data}))
         if body.get("wait"):
             executor.wait(run.pk, body["wait"])
-        return Response(s.RunDetailSerializer(services.run_of(request.user, run.pk)).data,
+        if created and not body.get("wait"):
+            # The run as it was just created (queued, no node yet): no need to read it back.
+            run._prefetched_objects_cache = {"node_runs": NodeRun.objects.none()}
+        else:
+            run = services.run_of(request.user, run.pk)
+        return Response(s.RunDetailSerializer(run).data,
                         status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 

@@ -50,13 +50,13 @@ class PlatformFlowRunner:
         if flow is None:
             raise NodeError("not_published", f'there is no flow "{request.flow}"')
         number = flow.published_version if request.version == "published" else request.version
-        version = FlowVersion.objects.select_related("document").filter(
+        version = FlowVersion.objects.filter(
             flow=flow, number=number).first() if number is not None else None
         if version is None:
             raise NodeError("not_published",
                             f'the flow "{request.flow}" has no published version'
                             + ("" if request.version == "published" else f" {request.version}"))
-        plan = plan_for(version.document)
+        plan = plan_for(version.document_id)
         try:
             inputs = plan.apply_inputs(request.inputs)
         except InputsInvalid as invalid:
@@ -64,7 +64,7 @@ class PlatformFlowRunner:
                             details=[p.to_dict() for p in invalid.problems]) from invalid
         row = RunRow.objects.create(
             owner_id=self.owner_id, flow=flow, version=version, version_number=version.number,
-            document=version.document, inputs=inputs, status=RunRow.Status.RUNNING,
+            document_id=version.document_id, inputs=inputs, status=RunRow.Status.RUNNING,
             parent_run_id=self.parent_run_id, parent_node=request.node, depth=request.depth,
             lease_owner=self.executor.worker, lease_expires_at=self.executor.lease_until())
         return row, plan

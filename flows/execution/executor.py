@@ -30,6 +30,7 @@ from flows.execution.world import shared_world
 from flows.models import Run as RunRow
 from flows.models import RunEvent
 from flows.plans import plan_for
+from tracing.runs import ObservedSink, observed
 
 logger = logging.getLogger(__name__)
 
@@ -145,7 +146,8 @@ class Executor:
         answers = [Answer(a["node"], a.get("answer"), a.get("option"), a.get("by"))
                    for a in row.pending_answers
                    if resume is not None and a["node"] in resume.questions]
-        engine_run = Run(plan, row.inputs, run_id=run_id, sink=self.sink_for(row, plan),
+        sink = self.sink_for(row, plan)
+        engine_run = Run(plan, row.inputs, run_id=run_id, sink=sink,
                          flow=row.flow.slug, version=row.version_label,
                          services=self.services_for(row.owner_id, run_id), resume=resume,
                          answers=answers, depth=row.depth)
@@ -154,7 +156,8 @@ class Executor:
         self._live[run_id] = (engine_run, row.answer_serial)
         keeper = self.keep_lease(run_id, engine_run)
         try:
-            result = await engine_run.execute()
+            with sink.executing():  # the run's span is current while it executes
+                result = await engine_run.execute()
         finally:
             keeper.cancel()
             self._live.pop(run_id, None)
@@ -211,8 +214,12 @@ class Executor:
     def lease_until(self) -> datetime:
         return timezone.now() + timedelta(seconds=leases.lease_seconds())
 
-    def sink_for(self, row: RunRow, plan: Plan) -> DatabaseSink:
-        return DatabaseSink(str(row.pk), {node.id: node.type for node in plan.graph.nodes})
+    def sink_for(self, row: RunRow, plan: Plan) -> ObservedSink:
+        """The database sink, seen on the way by metrics and (when on) tracing."""
+        node_types = {node.id: node.type for node in plan.graph.nodes}
+        return observed(DatabaseSink(str(row.pk), node_types), str(row.pk), node_types,
+                        flow=row.flow.slug, version=row.version_label,
+                        trace_parent=row.trace_parent)
 
     def services_for(self, owner_id: Any, run_id: str) -> Services:
         world = shared_world()
@@ -256,7 +263,7 @@ def _settled(run_id: Any) -> bool:
 
 def _plan_and_events(row: RunRow) -> tuple[Plan, list[dict[str, Any]]]:
     events = [event.envelope() for event in RunEvent.objects.filter(run=row).order_by("seq")]
-    return plan_for(row.document), events
+    return plan_for(row.document_id), events
 
 
 def _pause(run_id: str, worker: str, waiting: list[dict[str, Any]], serial: int) -> bool:

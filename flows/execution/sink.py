@@ -15,6 +15,7 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 
 from flows.execution.records import store_events
+from tracing import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ class DatabaseSink:
         self._wakeup = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
+        self._flushed_at = float("-inf")  # loop time of the last flush's start
 
     def emit(self, event: dict[str, Any]) -> None:
         self._buffer.append(event)
@@ -45,7 +47,7 @@ class DatabaseSink:
         flusher = self._flusher
         if flusher is not None:
             await asyncio.shield(flusher)
-        if self._buffer:
+        while self._buffer:
             await self._flush()
         if self._failure is not None:
             failure, self._failure = self._failure, None
@@ -53,9 +55,15 @@ class DatabaseSink:
 
     async def _flush_soon(self) -> None:
         try:
+            loop = asyncio.get_running_loop()
             while self._buffer:
                 if len(self._buffer) < FLUSH_SIZE:
-                    await asyncio.sleep(FLUSH_DELAY_S)
+                    # At most one batch every FLUSH_DELAY_S, but none waits for nothing: after
+                    # a quiet spell the batch goes at once (sleep(0) still lets the events of
+                    # the engine's current step join it) — a token of a slow stream is not
+                    # held back 20 ms on its way to the watchers.
+                    await asyncio.sleep(max(0.0, FLUSH_DELAY_S - (loop.time() - self._flushed_at)))
+                self._flushed_at = loop.time()
                 await self._flush()
         except Exception as error:  # kept for drain(): the run must learn its events are lost
             logger.exception("storing events of run %s failed", self.run_id)
@@ -64,17 +72,22 @@ class DatabaseSink:
             self._flusher = None
 
     async def _flush(self) -> None:
-        batch, self._buffer = self._buffer, []
+        # At most FLUSH_SIZE at a time: a burst (an llm node streaming a long text at once)
+        # reaches its watchers while the rest is stored, in messages of bounded size.
+        batch, self._buffer = self._buffer[:FLUSH_SIZE], self._buffer[FLUSH_SIZE:]
         await sync_to_async(store_events)(self.run_id, batch, self.node_types)
-        await publish(self.run_id, batch)
+        metrics.events_delivered(len(batch), await publish(self.run_id, batch))
 
 
-async def publish(run_id: Any, events: list[dict[str, Any]]) -> None:
-    """Send stored events to whoever watches the run; a failure here loses nothing stored."""
+async def publish(run_id: Any, events: list[dict[str, Any]]) -> bool:
+    """Send stored events to whoever watches the run; a failure here loses nothing stored.
+    False when the channel layer refused them."""
     layer = get_channel_layer()
     if layer is None or not events:
-        return
+        return True
     try:
         await layer.group_send(run_group(run_id), {"type": "run.events", "events": events})
     except Exception:
         logger.warning("publishing events of run %s failed", run_id, exc_info=True)
+        return False
+    return True

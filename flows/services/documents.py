@@ -7,8 +7,9 @@ import secrets
 import unicodedata
 from typing import Any
 
-from engine import compile_plan, document_digest, validate_document
+from engine import document_digest, validate_document
 from engine.errors import Problem
+from flows.cache import plan_cache
 from flows.errors import ServiceError
 from flows.models import Document, Flow
 
@@ -32,13 +33,15 @@ def check_dsl(owner: Any, dsl: Any, slug: str | None = None) -> None:
 
 
 def store_document(dsl: dict[str, Any]) -> Document:
-    """The stored copy of a valid document (one row per distinct content), with its plan."""
+    """The stored copy of a valid document (one row per distinct content), with its plan.
+
+    The plan goes through the plan cache, so that publishing warms it (L1 here, L2 for every
+    process): the first run of a new version finds its plan compiled.
+    """
     digest = document_digest(dsl)
-    document = Document.objects.filter(hash=digest).first()
-    if document is None:
-        plan = compile_plan(dsl)
-        document, _ = Document.objects.get_or_create(
-            hash=digest, defaults={"dsl": dsl, "plan": plan.to_dict()})
+    plan = plan_cache.get(digest, dsl=dsl)
+    document, _ = Document.objects.get_or_create(
+        hash=digest, defaults={"dsl": dsl, "plan": plan.to_dict()})
     return document
 
 

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from engine import document_digest
 from flows.errors import ServiceError
+from flows.lookup import flow_index
 from flows.models import Flow, FlowVersion
 from flows.services.documents import (
     SLUG_PATTERN,
@@ -70,15 +71,32 @@ def publish_flow(flow: Flow) -> tuple[FlowVersion, bool]:
     return version, True
 
 
-def flow_of(owner: Any, slug: str, include_deleted: bool = False) -> Flow:
-    """The owner's flow by slug; someone else's answers like a missing one (404)."""
+# The columns that starting a run reads (services.start_run): not the draft, which may be large.
+RUN_COLUMNS = ("id", "owner", "slug", "draft_hash", "published_version", "created_at",
+               "deleted_at")
+
+
+def flow_of(owner: Any, slug: str, include_deleted: bool = False,
+            for_run: bool = False) -> Flow:
+    """The owner's flow by slug; someone else's answers like a missing one (404).
+
+    A pair that no flow has, or a flow known to be deleted, is answered without a query
+    (flows/lookup.py). `for_run` loads only RUN_COLUMNS.
+    """
     if not isinstance(slug, str) or not SLUG_PATTERN.match(slug):
         # No flow has such a slug; and PostgreSQL refuses some strings (NUL) in a query.
         raise ServiceError(404, "not_found", "there is no such flow")
+    owner_id = owner.pk
+    if not flow_index.might_exist(owner_id, slug) or (
+            not include_deleted and flow_index.known_deleted(owner_id, slug)):
+        raise ServiceError(404, "not_found", f'there is no flow "{slug}"')
     flows = Flow.objects.filter(owner=owner, slug=slug)
-    if not include_deleted:
-        flows = flows.filter(deleted_at__isnull=True)
+    if for_run:
+        flows = flows.only(*RUN_COLUMNS)
     flow = flows.first()
+    if flow is not None and flow.deleted_at is not None and not include_deleted:
+        flow_index.note_deleted(owner_id, slug)  # deleted for good: its slug stays taken
+        flow = None
     if flow is None:
         raise ServiceError(404, "not_found", f'there is no flow "{slug}"')
     return flow

@@ -5,17 +5,21 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from engine import InputsInvalid, compile_plan, document_digest
+from engine import InputsInvalid, Plan, document_digest
 from engine.questions import AnswerRefused, check_answer
+from flows.cache import plan_cache
 from flows.errors import ServiceError
-from flows.models import Document, Flow, FlowVersion, Run
+from flows.lookup import version_map
+from flows.models import Document, Flow, Run
 from flows.plans import plan_for
+from tracing.context import current_trace_parent
 
 MAX_IDEMPOTENCY_KEY = 200
 MAX_VERSION = 2**31 - 1  # beyond the column's range: no such version (and no query error)
@@ -30,7 +34,10 @@ def start_run(owner: Any, flow: Flow, inputs: Any, version: Any = None,
               idempotency_key: str | None = None, fingerprint: str = "") -> tuple[Run, bool]:
     """Create a queued run and hand it to the executor; (run, False) for a repeated request.
 
-    Inputs are checked against the start node before any row is written.
+    Inputs are checked against the start node before any row is written. The snapshot is
+    resolved to a document hash and its plan comes from the plan cache (flows/cache.py): once
+    a version and its plan are cached, a published version costs no query before the run's
+    insert, and neither the document nor the draft is read unless its plan is not stored.
     """
     if idempotency_key is not None:
         if not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY or "\x00" in idempotency_key:
@@ -39,21 +46,30 @@ def start_run(owner: Any, flow: Flow, inputs: Any, version: Any = None,
         existing = Run.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
         if existing is not None:
             return _repeated(existing, fingerprint), False
-    document, flow_version = _snapshot(flow, version)
-    plan = plan_for(document)
+    snapshot = _snapshot(flow, version)
     try:
-        applied = plan.apply_inputs(inputs)
+        applied = snapshot.plan.apply_inputs(inputs)
     except InputsInvalid as invalid:
         raise ServiceError(400, "invalid_inputs", "the inputs do not match the flow's start node",
                            [problem.to_dict() for problem in invalid.problems]) from invalid
+
+    def insert() -> Run:
+        if snapshot.unsaved is not None:
+            _store(snapshot.digest, snapshot.unsaved, snapshot.plan)
+        run = Run.objects.create(
+            owner=owner, flow=flow, version_id=snapshot.version_id,
+            version_number=snapshot.number, document_id=snapshot.digest, inputs=applied,
+            idempotency_key=idempotency_key, request_hash=fingerprint,
+            trace_parent=current_trace_parent())
+        transaction.on_commit(lambda: _execute(run.pk))
+        return run
+
     try:
-        with transaction.atomic():
-            run = Run.objects.create(
-                owner=owner, flow=flow, version=flow_version,
-                version_number=flow_version.number if flow_version else None,
-                document=_stored(document), inputs=applied, idempotency_key=idempotency_key,
-                request_hash=fingerprint)
-            transaction.on_commit(lambda: _execute(run.pk))
+        if idempotency_key is None and snapshot.unsaved is None:
+            run = insert()  # one statement, atomic by itself: no transaction round trips
+        else:
+            with transaction.atomic():
+                run = insert()
     except IntegrityError:
         existing = Run.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
         if existing is None:
@@ -69,12 +85,23 @@ def _repeated(run: Run, fingerprint: str) -> Run:
     return run
 
 
-def _snapshot(flow: Flow, version: Any) -> tuple[Any, FlowVersion | None]:
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What a new run executes: a document (by hash) and its plan, of a version or a draft."""
+
+    digest: str
+    plan: Plan
+    version_id: int | None = None
+    number: int | None = None
+    unsaved: Any = None  # a draft's document not stored yet: stored with the run
+
+
+def _snapshot(flow: Flow, version: Any) -> Snapshot:
     """The document a new run executes: a published version, or the draft frozen now."""
     if version is None:
         version = "published" if flow.published_version is not None else "draft"
     if version == "draft":
-        return _draft_document(flow.draft), None
+        return _draft_snapshot(flow)
     if version == "published":
         if flow.published_version is None:
             raise ServiceError(409, "not_published", f'the flow "{flow.slug}" has no published '
@@ -85,26 +112,28 @@ def _snapshot(flow: Flow, version: Any) -> tuple[Any, FlowVersion | None]:
                            'version must be "draft", "published" or a version number',
                            [{"path": "/version", "code": "invalid_value",
                              "message": f"{version!r} is not a version"}])
-    flow_version = FlowVersion.objects.select_related("document").filter(
-        flow=flow, number=version).first() if version <= MAX_VERSION else None
-    if flow_version is None:
+    found = version_map.resolve(flow, version) if version <= MAX_VERSION else None
+    if found is None:
         raise ServiceError(404, "not_found", f'the flow "{flow.slug}" has no version {version}')
-    return flow_version.document, flow_version
+    version_id, digest = found
+    return Snapshot(digest, plan_cache.get(digest), version_id, version)
 
 
-def _draft_document(dsl: Any) -> Document:
-    """The draft's document: the stored one, or an unsaved one that `_stored` saves once the
-    inputs passed, so that refused inputs write no row."""
-    digest = document_digest(dsl)
-    stored = Document.objects.filter(hash=digest).first()
-    return stored or Document(hash=digest, dsl=dsl, plan=compile_plan(dsl).to_dict())
+def _draft_snapshot(flow: Flow) -> Snapshot:
+    """The draft's document by its hash: the stored one, or one stored with the run once the
+    inputs passed (refused inputs write no row). The draft itself is read only then."""
+    digest = flow.draft_hash
+    if Document.objects.filter(hash=digest).exists():
+        return Snapshot(digest, plan_cache.get(digest))
+    dsl = flow.__dict__.get("draft")
+    if dsl is None:  # not loaded (flow_of(..., for_run=True)): read it now, once
+        dsl = Flow.objects.values_list("draft", flat=True).get(pk=flow.pk)
+    digest = document_digest(dsl)  # the same hash, unless the row was edited by hand
+    return Snapshot(digest, plan_cache.get(digest, dsl=dsl), unsaved=dsl)
 
 
-def _stored(document: Document) -> Document:
-    if not document._state.adding:
-        return document
-    return Document.objects.get_or_create(
-        hash=document.hash, defaults={"dsl": document.dsl, "plan": document.plan})[0]
+def _store(digest: str, dsl: Any, plan: Plan) -> None:
+    Document.objects.get_or_create(hash=digest, defaults={"dsl": dsl, "plan": plan.to_dict()})
 
 
 def answer_run(run: Run, answer: Any, option: Any = None, node: Any = None,
@@ -125,7 +154,7 @@ def answer_run(run: Run, answer: Any, option: Any = None, node: Any = None,
         if node not in open_nodes:
             raise ServiceError(409, "not_waiting", f'no question "{node}" is open')
         try:
-            check_answer(plan_for(locked.document), node, answer, option)
+            check_answer(plan_for(locked.document_id), node, answer, option)
         except AnswerRefused as refused:
             raise ServiceError(400, refused.code, refused.message) from refused
         locked.pending_answers = [*locked.pending_answers,

@@ -126,7 +126,7 @@ class EventPrinter:
         self.run_id = run.pk
         self.last_seq = 0
         self.nodes_done = 0
-        self.node_count = len(plan_for(run.document).graph.nodes)
+        self.node_count = len(plan_for(run.document_id).graph.nodes)
 
     def until_settled(self) -> Run:
         while True:

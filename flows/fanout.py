@@ -1,0 +1,128 @@
+"""One channel-layer subscription per watched run and process, fanned out to its sockets.
+
+Channels' usual way — every socket joins the run's group with a channel of its own — makes
+the layer carry one message per watcher: for 100 sockets of one run in one process,
+channels_redis pushes 100 copies of each batch and the process pops them one at a time, two
+Redis round trips each, serialized per process (the benchmark's 100 watchers of a 20-token/s
+stream fell seconds behind). Here the first socket of a run in a process subscribes one
+channel to the run's group; every batch then crosses the layer once per process and is
+handed to each local socket's inbox in order. The last socket to leave unsubscribes.
+
+Subscriptions belong to the event loop they were made on (one per serving process; tests
+run one loop per test).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from channels.layers import get_channel_layer
+
+from flows.execution.sink import run_group
+
+logger = logging.getLogger(__name__)
+
+Deliver = Callable[[dict[str, Any]], None]
+
+
+class _Subscription:
+    def __init__(self, hub: RunWatchers, run_id: str):
+        self.hub = hub
+        self.run_id = run_id
+        self.group = run_group(run_id)
+        self.members: dict[int, Deliver] = {}
+        self.channel: str | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def start(self) -> None:
+        try:
+            layer = get_channel_layer()
+            # A plain channel name, not a process-specific one (`new_channel()`): channels_redis
+            # receives those through a shared per-process loop of locks, buffers and tasks,
+            # several event-loop turns per message; a plain name is one blocking pop.
+            self.channel = f"astron.watchers.{uuid.uuid4().hex}"
+            await layer.group_add(self.group, self.channel)
+            self.task = asyncio.get_running_loop().create_task(self._receive(layer))
+        except BaseException as error:
+            self.ready.set_exception(error)
+            self.ready.exception()  # retrieved: whoever awaits it gets it too
+            self.hub._subscriptions.pop(self.run_id, None)
+            raise
+        self.ready.set_result(None)
+
+    async def _receive(self, layer: Any) -> None:
+        while True:
+            try:
+                message = await layer.receive(self.channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # e.g. Redis unreachable for a moment: sockets poll meanwhile
+                logger.warning("run %s: receiving its events failed", self.run_id,
+                               exc_info=True)
+                await asyncio.sleep(1)
+                continue
+            for deliver in list(self.members.values()):
+                deliver(message)
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(BaseException):
+                await self.task
+        if self.channel is not None:
+            with contextlib.suppress(Exception):
+                await get_channel_layer().group_discard(self.group, self.channel)
+
+
+class RunWatchers:
+    """The subscriptions of one event loop: run id → its local sockets."""
+
+    def __init__(self) -> None:
+        self._subscriptions: dict[str, _Subscription] = {}
+
+    async def join(self, run_id: Any, key: int, deliver: Deliver) -> None:
+        """From now on, every batch published for the run is passed to `deliver` (in
+        order, synchronously: it should only queue it)."""
+        run_id = str(run_id)
+        subscription = self._subscriptions.get(run_id)
+        if subscription is None:
+            subscription = self._subscriptions[run_id] = _Subscription(self, run_id)
+            subscription.members[key] = deliver
+            await subscription.start()
+        else:
+            subscription.members[key] = deliver
+            await asyncio.shield(subscription.ready)
+
+    async def leave(self, run_id: Any, key: int) -> None:
+        run_id = str(run_id)
+        subscription = self._subscriptions.get(run_id)
+        if subscription is None or subscription.members.pop(key, None) is None:
+            return
+        if not subscription.members:
+            del self._subscriptions[run_id]
+            with contextlib.suppress(BaseException):
+                await subscription.ready
+            await subscription.stop()
+
+    def __len__(self) -> int:
+        return len(self._subscriptions)
+
+
+_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RunWatchers] = \
+    weakref.WeakKeyDictionary()
+
+
+def run_watchers() -> RunWatchers:
+    """The subscriptions of the running event loop."""
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(loop)
+    if hub is None:
+        hub = _hubs[loop] = RunWatchers()
+    return hub

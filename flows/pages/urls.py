@@ -1,0 +1,20 @@
+"""Routes of the browser pages, mounted at the site's root. The run page's address,
+`/runs/<id>/`, is a contract: the admin links to it when it resolves."""
+
+from django.templatetags.static import static
+from django.urls import path
+from django.views.generic import RedirectView
+
+from flows.pages import views
+
+app_name = "pages"
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="pages:index", permanent=False), name="home"),
+    # Browsers ask for /favicon.ico on pages that name no icon (the admin's).
+    path("favicon.ico", RedirectView.as_view(url=static("flows/favicon.svg")), name="favicon"),
+    path("flows/", views.index, name="index"),
+    path("flows/<str:slug>/", views.flow_page, name="flow"),
+    path("flows/<str:slug>/run/", views.start_page, name="start"),
+    path("runs/<uuid:run_id>/", views.run_page, name="run"),
+]

@@ -1,0 +1,351 @@
+"""The tiered plan cache (flows/cache.py): L1 process memory → L2 Redis (or the in-process
+cache) → L3 `Document.plan` → compile; single flight, jitter, no pickles, Redis down.
+
+Both passes: without REDIS_URL the L2 is Django's local-memory cache; with it, Redis through
+django-redis. Every test uses documents of its own (a unique description), so tests running
+side by side on one Redis never share a key.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import msgpack
+import pytest
+from django.core.cache import caches
+from django.db import connection
+from django.test import override_settings
+
+from engine import Plan, compile_plan, document_digest
+from flows import services
+from flows.cache import (
+    JITTER,
+    L2_TTL_S,
+    cache_stats,
+    decode_plan,
+    jittered,
+    plan_cache,
+    redis_breaker,
+    redis_client,
+    set_metrics_hook,
+    stats,
+)
+from flows.models import Document
+from flows.plans import plan_for
+
+from . import factories
+from .cache_helpers import DEAD_REDIS, REDIS, chain, queries, unique_hello
+
+
+@pytest.fixture(autouse=True)
+def redis_up():
+    redis_breaker.reset()
+    yield
+    redis_breaker.reset()
+
+
+def stored(owner, dsl=None) -> str:
+    """A published flow's document; its hash. Publishing warms L1 and L2: dropped here."""
+    flow = services.create_flow(owner, dsl or unique_hello())
+    version, _ = services.publish_flow(flow)
+    plan_cache.forget(version.document_id)
+    return version.document_id
+
+
+def counts() -> dict[str, int]:
+    return cache_stats()
+
+
+def delta(before: dict, name: str) -> int:
+    return cache_stats()[name] - before[name]
+
+
+def l2_raw(digest: str) -> bytes | None:
+    cache = caches["default"]
+    key = plan_cache.l2_key(digest)
+    client = redis_client(cache)
+    return client.get(cache.make_key(key)) if client is not None else cache.get(key)
+
+
+# --- The tiers ----------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_an_l1_hit_touches_neither_the_shared_cache_nor_the_database(owner, monkeypatch):
+    digest = stored(owner)
+    first = plan_cache.get(digest)
+
+    def no_shared_cache():
+        raise AssertionError("L1 hits must not reach the shared cache")
+
+    monkeypatch.setattr("flows.cache.shared_cache", no_shared_cache)
+    before = counts()
+    with queries() as statements:
+        again = plan_cache.get(digest)
+    assert statements == []
+    assert again is first
+    assert delta(before, "plan.l1.hit") == 1
+
+
+@pytest.mark.django_db
+def test_an_l2_hit_after_clearing_l1_runs_no_query(owner):
+    digest = stored(owner)
+    plan_cache.get(digest)  # L3 → fills L2
+    plan_cache.clear_l1()
+    before = counts()
+    with queries() as statements:
+        plan = plan_cache.get(digest)
+    assert statements == []
+    assert delta(before, "plan.l2.hit") == 1 and delta(before, "plan.l3.hit") == 0
+    assert plan.digest == digest
+    assert digest in plan_cache.l1  # and L1 has it again
+
+
+@pytest.mark.django_db
+def test_l3_after_clearing_l1_and_l2_is_one_query_and_fills_l2(owner):
+    digest = stored(owner)
+    assert l2_raw(digest) is None
+    before = counts()
+    with queries() as statements:
+        plan = plan_cache.get(digest)
+    assert len(statements) == 1 and "flows_document" in statements[0]
+    assert '"dsl"' not in statements[0]  # the plan column only, never the document
+    assert delta(before, "plan.l3.hit") == 1 and delta(before, "plan.compile") == 0
+    assert decode_plan(l2_raw(digest)).to_dict() == plan.to_dict()
+
+
+@pytest.mark.django_db
+def test_nothing_cached_compiles_and_stores_back_to_l3_and_l2(owner):
+    digest = stored(owner)
+    Document.objects.filter(hash=digest).update(plan=None)
+    before = counts()
+    plan = plan_cache.get(digest)
+    assert delta(before, "plan.compile") == 1 and delta(before, "plan.l3.miss") == 1
+    assert Document.objects.get(hash=digest).plan == plan.to_dict()
+    assert l2_raw(digest) is not None
+    plan_cache.clear_l1()
+    assert plan_cache.get(digest).to_dict() == plan.to_dict()
+    assert delta(before, "plan.compile") == 1  # from L2 this time
+
+
+@pytest.mark.django_db
+def test_an_unknown_document_is_refused(db):
+    with pytest.raises(Document.DoesNotExist):
+        plan_cache.get("sha256:" + "0" * 64)
+
+
+@pytest.mark.django_db
+def test_plan_for_takes_a_row_or_a_hash_and_never_loads_a_deferred_column(owner):
+    digest = stored(owner)
+    row = Document.objects.only("hash").get(hash=digest)
+    with queries() as statements:
+        by_row = plan_for(row)  # L3: one query for the plan column, not the deferred load
+    assert len(statements) == 1 and '"dsl"' not in statements[0]
+    assert plan_for(digest) is by_row
+
+
+def test_stored_plans_round_trip_through_msgpack_as_through_json():
+    for name in ("hello", "approval", "batch", "fanout", "greet-team", "resilient", "router"):
+        plan = compile_plan(factories.sample(name))
+        packed = msgpack.packb(plan.to_dict(), use_bin_type=True)
+        assert decode_plan(packed).to_dict() == Plan.from_dict(plan.to_dict()).to_dict()
+
+
+# --- What L2 holds ----------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_l2_holds_messagepack_never_a_pickle(owner):
+    digest = stored(owner)
+    plan = plan_cache.get(digest)
+    raw = l2_raw(digest)
+    assert isinstance(raw, bytes)
+    assert not raw.startswith(b"\x80")  # every pickle protocol ≥ 2 starts so
+    decoded = msgpack.unpackb(raw, raw=False)
+    assert decoded == plan.to_dict()
+    assert decoded["digest"] == digest
+
+
+@pytest.mark.skipif(not REDIS, reason="needs REDIS_URL")
+@pytest.mark.django_db
+def test_in_redis_the_raw_value_is_the_messagepack_of_the_plan(owner):
+    from django_redis import get_redis_connection
+
+    digest = stored(owner)
+    plan = plan_cache.get(digest)
+    key = caches["default"].make_key(plan_cache.l2_key(digest))
+    raw = get_redis_connection("default").get(key)
+    assert msgpack.unpackb(raw, raw=False) == plan.to_dict()
+
+
+@pytest.mark.django_db
+def test_expiries_carry_jitter(owner):
+    ttls = [jittered(L2_TTL_S) for _ in range(50)]
+    assert len({round(t, 3) for t in ttls}) > 40
+    assert all(L2_TTL_S * (1 - JITTER) <= t <= L2_TTL_S * (1 + JITTER) for t in ttls)
+
+    digests = [stored(owner) for _ in range(4)]
+    for digest in digests:
+        plan_cache.get(digest)  # L3 → L2 with its TTL
+    cache = caches["default"]
+    client = redis_client(cache)
+    if client is not None:
+        stored_ttls = [client.pttl(cache.make_key(plan_cache.l2_key(d))) / 1000 for d in digests]
+    else:
+        now = time.time()
+        stored_ttls = [cache._expire_info[cache.make_key(plan_cache.l2_key(d))] - now
+                       for d in digests]
+    assert len({round(t, 1) for t in stored_ttls}) > 1, stored_ttls
+    assert all(L2_TTL_S * (1 - JITTER) - 5 <= t <= L2_TTL_S * (1 + JITTER) for t in stored_ttls)
+
+
+# --- Single flight --------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_twenty_threads_on_a_cold_key_compile_once(owner):
+    digest = stored(owner, chain(300))  # ~70 ms to compile: the threads meet in the middle
+    Document.objects.filter(hash=digest).update(plan=None)
+    before = counts()
+    barrier = threading.Barrier(20)
+    plans: list[Plan] = []
+    errors: list[BaseException] = []
+
+    def ask() -> None:
+        try:
+            barrier.wait()
+            plans.append(plan_cache.get(digest))
+        except BaseException as error:  # pragma: no cover - reported below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=ask) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert len(plans) == 20
+    assert delta(before, "plan.compile") == 1
+    assert all(plan is plans[0] for plan in plans)
+    waited = delta(before, "plan.single_flight.wait")
+    assert waited >= 1  # they did meet
+    assert delta(before, "plan.l1.hit") + waited == 19
+
+
+@pytest.mark.skipif(not REDIS, reason="needs REDIS_URL: the lock is Redis's")
+@pytest.mark.django_db
+def test_another_process_holding_the_lock_is_waited_for(owner):
+    """Another process computes the plan: this one waits for its L2 write, compiles nothing
+    and runs no query."""
+    digest = stored(owner)
+    cache = caches["default"]
+    client = redis_client(cache)
+    theirs = client.lock(cache.make_key(f"plan-lock:{digest}"), timeout=5, thread_local=False)
+    assert theirs.acquire(blocking=False)
+    plan = compile_plan(Document.objects.get(hash=digest).dsl)
+    # What the other process does when done: store the plan in L2, then let the lock go.
+    other = threading.Timer(0.3, lambda: (plan_cache._l2_put(digest, plan), theirs.release()))
+    before = counts()
+    started = time.perf_counter()
+    other.start()
+    with queries() as statements:
+        found = plan_cache.get(digest)
+    other.join()
+    assert time.perf_counter() - started >= 0.25  # it waited for the other process
+    assert statements == []
+    assert found.to_dict() == plan.to_dict()
+    assert delta(before, "plan.lock.wait") == 1
+    assert delta(before, "plan.compile") == 0 and delta(before, "plan.l3.hit") == 0
+
+
+# --- Redis down -----------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_with_redis_down_runs_start_on_l1_and_l3_with_one_warning_then_l2_again(
+        owner, api, caplog, monkeypatch):
+    warm = services.create_flow(owner, unique_hello(), slug="warm")
+    services.publish_flow(warm)  # its plan is in L1
+    cold_digest = stored(owner)  # L3 only
+    cold = services.create_flow(owner, unique_hello(), slug="cold")
+    services.publish_flow(cold)
+    plan_cache.forget(cold.versions.get().document_id)
+    monkeypatch.setattr(redis_breaker, "retry_s", 0.2)
+    caplog.set_level(logging.WARNING, logger="flows.cache")
+
+    with override_settings(CACHES=DEAD_REDIS):
+        before = counts()
+        started = time.perf_counter()
+        for slug in ("warm", "cold", "warm", "cold"):
+            response = api.post(f"/api/flows/{slug}/runs/", {"inputs": {"name": "Ada"}})
+            assert response.status_code == 201, response.content
+        assert time.perf_counter() - started < 5
+        assert plan_cache.get(cold_digest).digest == cold_digest  # from L3
+        assert factories.assert_error(api.get("/api/flows/no-such-flow/"), 404, "not_found")
+        assert delta(before, "redis.error") >= 1
+        assert cache_stats()["redis.available"] is False
+        warnings = [r for r in caplog.records if "Redis is unavailable" in r.getMessage()]
+        assert len(warnings) == 1  # one per period, however many calls failed
+
+    # Redis is back (here: the settings point at a live cache again).
+    time.sleep(0.25)
+    plan_cache.clear_l1()
+    plan_cache.forget(cold_digest)
+    plan_cache.get(cold_digest)  # L3, and stored in L2 again
+    plan_cache.clear_l1()
+    before = counts()
+    with queries() as statements:
+        plan_cache.get(cold_digest)
+    assert statements == [] and delta(before, "plan.l2.hit") == 1
+    if REDIS:
+        assert cache_stats()["redis.available"] is True
+        assert any("Redis is back" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.django_db
+def test_the_breaker_spares_a_dead_redis_between_retries(owner, monkeypatch):
+    digest = stored(owner)
+    monkeypatch.setattr(redis_breaker, "retry_s", 60)
+    with override_settings(CACHES=DEAD_REDIS):
+        plan_cache.clear_l1()
+        plan_cache.get(digest)
+        errors = cache_stats()["redis.error"]
+        for _ in range(20):
+            plan_cache.clear_l1()
+            plan_cache.get(digest)  # L3 each time; Redis not tried again
+        assert cache_stats()["redis.error"] == errors
+
+
+# --- Metrics ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_counts_reach_the_metrics_hook(owner):
+    digest = stored(owner)
+    seen: list[tuple[str, int]] = []
+    set_metrics_hook(lambda name, n: seen.append((name, n)))
+    try:
+        plan_cache.get(digest)
+        plan_cache.get(digest)
+    finally:
+        set_metrics_hook(None)
+    names = [name for name, _ in seen]
+    assert names.count("plan.l1.hit") == 1 and "plan.l3.hit" in names
+    assert set(names) <= set(cache_stats()) | set(stats.snapshot())
+
+
+@pytest.mark.django_db
+def test_a_draft_run_compiles_its_document_once_and_stores_it_with_the_run(owner):
+    dsl = unique_hello()
+    flow = services.create_flow(owner, dsl)
+    digest = document_digest(dsl)
+    before = counts()
+    run = factories.run(owner, flow, version="draft")
+    assert run.document_id == digest
+    assert Document.objects.get(hash=digest).plan == plan_cache.get(digest).to_dict()
+    factories.run(owner, flow, version="draft")
+    assert delta(before, "plan.compile") == 1
