@@ -12,17 +12,21 @@ published) on a fresh database, starts runs over the HTTP API and watches them w
 Flows (each starts with a `wait` long enough for every client to connect and replay, so what
 is measured is the live tail):
 - burst: one `llm` node with the `echo` provider over a long prompt: one `node.chunk` per
-  word, all emitted at once (one batch for the sink).
-- stream: an `iteration` whose items each stream a short sentence through `echo` and then
-  `wait` a little: a sustained stream at a set rate, in many batches.
+  word, all emitted at once (the sink stores and publishes them 500 at a time).
 - replay: a late client reading a finished burst run from the database.
+- tokens: one `llm` node streaming from a local fake OpenAI-compatible server (TOKEN_SERVER)
+  one token every 50, 20 or 10 ms: a model's stream, one or two events per batch.
+- items: an `iteration` whose items each stream a short sentence through `echo` and then
+  `wait` 0.4 s: batches of ~18 events.
 
 Columns: events/s is per client, from the emission of the first measured event (its `ts`)
 to the reception of the last; frames/s is over all clients; emit→recv is the latency from
 the engine's emit (`ts`, millisecond precision, truncated: up to 1 ms too high) to the
 client's reception; publish→recv from the sink handing the batch to the channel layer (after
-batching and storing) to the reception. Every client must get seq 1..last exactly, ending
-with run.finished and close code 1000 (`complete`).
+batching and storing) to the reception; server_us/client_us_per_frame are the CPU time of
+daphne (all threads) and of this process per frame, once every client had its first
+frame. Every client must get seq 1..last exactly, ending with run.finished and close code
+1000 (`complete`).
 
 Prints a table and writes bench/results/events.json.
 """

@@ -35,7 +35,6 @@ class DatabaseSink:
         self._wakeup = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
-        self._flushed_at = float("-inf")  # loop time of the last flush's start
 
     def emit(self, event: dict[str, Any]) -> None:
         self._buffer.append(event)
@@ -55,15 +54,9 @@ class DatabaseSink:
 
     async def _flush_soon(self) -> None:
         try:
-            loop = asyncio.get_running_loop()
             while self._buffer:
                 if len(self._buffer) < FLUSH_SIZE:
-                    # At most one batch every FLUSH_DELAY_S, but none waits for nothing: after
-                    # a quiet spell the batch goes at once (sleep(0) still lets the events of
-                    # the engine's current step join it) — a token of a slow stream is not
-                    # held back 20 ms on its way to the watchers.
-                    await asyncio.sleep(max(0.0, FLUSH_DELAY_S - (loop.time() - self._flushed_at)))
-                self._flushed_at = loop.time()
+                    await asyncio.sleep(FLUSH_DELAY_S)
                 await self._flush()
         except Exception as error:  # kept for drain(): the run must learn its events are lost
             logger.exception("storing events of run %s failed", self.run_id)
