@@ -182,3 +182,10 @@ def has(problems, code: str, *paths: str) -> bool:
 def show(problems) -> list[tuple[str, str, str]]:
     """Readable form for assertion messages."""
     return [(p.path, p.code, p.message) for p in problems]
+
+
+def check(doc: dict) -> set[tuple[str, str]]:
+    """The (path, code) pairs of every problem of a document."""
+    from engine import validate_document
+
+    return codes_at(validate_document(doc))

@@ -11,9 +11,9 @@ from .flowfactory import (
     body_start,
     case,
     chain,
+    check,
     code,
     codes,
-    codes_at,
     cond,
     edge,
     end,
@@ -31,10 +31,6 @@ from .flowfactory import (
     start,
     template,
 )
-
-
-def check(doc) -> set[tuple[str, str]]:
-    return codes_at(validate_document(doc))
 
 
 def route(*case_ids: str, **kw) -> dict:

@@ -14,8 +14,8 @@ from .flowfactory import (
     body_start,
     case,
     chain,
+    check,
     code,
-    codes_at,
     cond,
     edge,
     end,
@@ -34,10 +34,6 @@ from .flowfactory import (
     template,
     wait,
 )
-
-
-def check(doc) -> set[tuple[str, str]]:
-    return codes_at(validate_document(doc))
 
 
 def long_case(**kw):

@@ -12,8 +12,8 @@ from .flowfactory import (
     body_start,
     case,
     chain,
+    check,
     code,
-    codes_at,
     cond,
     edge,
     end,
@@ -33,10 +33,6 @@ from .flowfactory import (
     template,
     wait,
 )
-
-
-def check(doc) -> set[tuple[str, str]]:
-    return codes_at(validate_document(doc))
 
 
 def fork(left: dict, right: dict) -> dict:
