@@ -16,6 +16,7 @@ django_application = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402 - needs the apps loaded
 
+from astron.heap import freeze_loaded_objects  # noqa: E402
 from flows.execution.executor import executor  # noqa: E402
 from flows.execution.world import announce_isolation  # noqa: E402
 from flows.routing import websocket_application  # noqa: E402
@@ -26,4 +27,5 @@ application = ProtocolTypeRouter({
 })
 
 announce_isolation()
+freeze_loaded_objects()
 executor.start()

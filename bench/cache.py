@@ -93,6 +93,9 @@ def django_setup() -> None:
 
     django.setup()
     call_command("migrate", interactive=False, verbosity=0)
+    from astron.heap import freeze_loaded_objects
+
+    freeze_loaded_objects()  # as a serving process does (astron/asgi.py)
 
 
 @dataclass

@@ -104,6 +104,9 @@ def django_setup(url: str) -> None:
 
     django.setup()
     call_command("migrate", interactive=False, verbosity=0)
+    from astron.heap import freeze_loaded_objects
+
+    freeze_loaded_objects()  # as a serving process does (astron/asgi.py)
 
 
 def client_for(user: Any, first: bool = True) -> Any:
@@ -512,8 +515,7 @@ def page_queryset(owner: Any, params: dict[str, str]) -> Any:
     from flows.api.serializers import RunSerializer
     from flows.models import Flow, Run
 
-    queryset = (Run.objects.filter(owner=owner).select_related("flow")
-                .only(*RunSerializer.COLUMNS))
+    queryset = RunSerializer.rows(Run.objects.filter(owner=owner))
     if "flow" in params:
         queryset = queryset.filter(flow=Flow.objects.get(owner=owner, slug=params["flow"]))
     if "status" in params:

@@ -4,8 +4,11 @@ and the representations of api.md."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime, tzinfo
 from typing import Any
 
+from django.db.models import F, QuerySet
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail, ValidationError
@@ -175,9 +178,19 @@ class NodeRunSerializer(serializers.ModelSerializer):
         fields = ["node", "type", "status", "attempts", "inputs", "outputs", "error",
                   "started_at", "finished_at", "elapsed_ms"]
 
+    def to_representation(self, node: NodeRun) -> dict[str, Any]:
+        return node_row(node, timezone.get_current_timezone())
+
 
 class RunSerializer(serializers.ModelSerializer):
-    """A row of `GET /api/runs/`: the run without its nodes."""
+    """A row of `GET /api/runs/`: the run without its nodes.
+
+    The declared fields describe the representation (the OpenAPI schema is made from them);
+    the rows themselves are written by `run_row`, which reads a model or a `.values()` row:
+    DRF's field-by-field representation cost 8x more per row, the largest part of a list
+    request after the query (docs/benchmarks.md). tests/platform/test_api_runs.py checks
+    that both give the same JSON.
+    """
 
     flow = serializers.CharField(source="flow.slug", read_only=True)
     version = VersionLabel(source="version_label")
@@ -192,16 +205,23 @@ class RunSerializer(serializers.ModelSerializer):
                   "recovered", "parent_run", "waiting"]
         read_only_fields = fields
 
-    # The fields the representation reads, for `.only()` on lists.
-    COLUMNS = ("id", "flow__slug", "version_number", "document_id", "status", "inputs",
-               "outputs", "answer", "error", "created_at", "started_at", "finished_at",
-               "elapsed_ms", "recovered", "parent_run_id", "waiting", "pending_answers")
+    # The columns `run_row` reads (`flow_slug` is the flow's slug), for `.values()` lists.
+    COLUMNS = ("id", "version_number", "document_id", "status", "inputs", "outputs", "answer",
+               "error", "created_at", "started_at", "finished_at", "elapsed_ms", "recovered",
+               "parent_run_id", "waiting", "pending_answers")
+
+    @classmethod
+    def rows(cls, runs: QuerySet[Run]) -> QuerySet:
+        """The runs as the dictionaries `run_row` reads: no model instances to build."""
+        return runs.values(*cls.COLUMNS, flow_slug=F("flow__slug"))
 
     @extend_schema_field(QuestionSerializer(many=True))
     def get_waiting(self, run: Run) -> list[dict[str, Any]]:
-        """Open questions: an answer stored but not yet applied closes its question."""
-        answered = {answer["node"] for answer in run.pending_answers}
-        return [question for question in run.waiting if question["node"] not in answered]
+        return open_questions(run.waiting, run.pending_answers)
+
+    def to_representation(self, run: Run | Mapping[str, Any]) -> dict[str, Any]:
+        return run_row(run if isinstance(run, Mapping) else run_columns(run),
+                       timezone.get_current_timezone())
 
 
 class RunDetailSerializer(RunSerializer):
@@ -210,6 +230,70 @@ class RunDetailSerializer(RunSerializer):
     class Meta(RunSerializer.Meta):
         fields = [*RunSerializer.Meta.fields, "nodes"]
         read_only_fields = fields
+
+    def to_representation(self, run: Run) -> dict[str, Any]:
+        zone = timezone.get_current_timezone()
+        row = run_row(run_columns(run), zone)
+        row["nodes"] = [node_row(node, zone) for node in run.node_runs.all()]
+        return row
+
+
+def open_questions(waiting: list[dict[str, Any]],
+                   pending_answers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Open questions: an answer stored but not yet applied closes its question."""
+    answered = {answer["node"] for answer in pending_answers}
+    return [question for question in waiting if question["node"] not in answered]
+
+
+def run_columns(run: Run) -> dict[str, Any]:
+    """A run model as the row `run_row` reads."""
+    row = {name: getattr(run, name) for name in RunSerializer.COLUMNS}
+    row["flow_slug"] = run.flow.slug
+    return row
+
+
+def run_row(run: Mapping[str, Any], zone: tzinfo) -> dict[str, Any]:
+    """A run's representation, as DRF's fields would write it (times ISO 8601 with Z)."""
+    version = run["version_number"]
+    parent = run["parent_run_id"]
+    answer = run["answer"]
+    return {
+        "id": str(run["id"]),
+        "flow": run["flow_slug"],
+        "version": version if version is not None else "draft",
+        "dsl_hash": run["document_id"],
+        "status": run["status"],
+        "inputs": run["inputs"],
+        "outputs": run["outputs"],
+        "answer": answer if answer is None else str(answer),
+        "error": run["error"],
+        "created_at": iso_time(run["created_at"], zone),
+        "started_at": iso_time(run["started_at"], zone),
+        "finished_at": iso_time(run["finished_at"], zone),
+        "elapsed_ms": float(run["elapsed_ms"]),
+        "recovered": int(run["recovered"]),
+        "parent_run": parent if parent is None else str(parent),
+        "waiting": open_questions(run["waiting"], run["pending_answers"]),
+    }
+
+
+def node_row(node: NodeRun, zone: tzinfo) -> dict[str, Any]:
+    elapsed = node.elapsed_ms
+    return {
+        "node": node.node, "type": node.type, "status": node.status,
+        "attempts": node.attempts, "inputs": node.inputs, "outputs": node.outputs,
+        "error": node.error, "started_at": iso_time(node.started_at, zone),
+        "finished_at": iso_time(node.finished_at, zone),
+        "elapsed_ms": elapsed if elapsed is None else float(elapsed),
+    }
+
+
+def iso_time(moment: datetime | None, zone: tzinfo) -> str | None:
+    """DRF's ISO 8601 output: in the current time zone, UTC written as Z."""
+    if moment is None:
+        return None
+    text = moment.astimezone(zone).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 class EventSerializer(serializers.Serializer):

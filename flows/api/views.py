@@ -189,8 +189,7 @@ class RunList(generics.ListAPIView):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Run.objects.none()
-        return (Run.objects.filter(owner=self.request.user).select_related("flow")
-                .only(*s.RunSerializer.COLUMNS))
+        return s.RunSerializer.rows(Run.objects.filter(owner=self.request.user))
 
     @extend_schema(summary="Own runs, newest first")
     def get(self, request):
