@@ -108,6 +108,11 @@ else:
 
 # --- Application ----------------------------------------------------------------------------
 
+# The pages' own sign-in (flows/pages): for every user, staff or not.
+LOGIN_URL = "pages:login"
+LOGIN_REDIRECT_URL = "pages:index"
+LOGOUT_REDIRECT_URL = "pages:login"
+
 INSTALLED_APPS = [
     "daphne",  # first, so that `manage.py runserver` serves ASGI through daphne
     "django.contrib.admin",

@@ -1,6 +1,7 @@
 """Routes of the browser pages, mounted at the site's root. The run page's address,
 `/runs/<id>/`, is a contract: the admin links to it when it resolves."""
 
+from django.contrib.auth import views as auth_views
 from django.templatetags.static import static
 from django.urls import path
 from django.views.generic import RedirectView
@@ -13,6 +14,10 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="pages:index", permanent=False), name="home"),
     # Browsers ask for /favicon.ico on pages that name no icon (the admin's).
     path("favicon.ico", RedirectView.as_view(url=static("flows/favicon.svg")), name="favicon"),
+    # Sign-in for everyone (the admin's login page takes staff only); back to `?next=`.
+    path("login/", auth_views.LoginView.as_view(template_name="flows/login.html",
+                                                redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("flows/", views.index, name="index"),
     path("flows/<str:slug>/", views.flow_page, name="flow"),
     path("flows/<str:slug>/run/", views.start_page, name="start"),

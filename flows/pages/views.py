@@ -24,7 +24,7 @@ from flows.errors import ServiceError
 from flows.models import Flow, FlowVersion, Run
 from flows.pages.forms import InputsForm, VersionForm, start_inputs, type_label
 
-LOGIN_URL = "admin:login"
+LOGIN_URL = "pages:login"
 RUN_MODULES = tuple(f"flows/js/{name}.js" for name in ("run-page", "state", "graph", "render",
                                                         "socket"))
 NODE_STATES = ("pending", "running", "waiting", "succeeded", "recovered", "failed", "skipped",
@@ -35,7 +35,7 @@ RUN_COLUMNS = ("id", "flow__slug", "flow__name", "status", "version_number", "cr
 
 
 def signed_in(view: Callable) -> Callable:
-    """Anonymous visitors go to the admin's login page, and come back (`?next=`)."""
+    """Anonymous visitors go to the login page, and come back (`?next=`)."""
     return login_required(view, login_url=LOGIN_URL)
 
 

@@ -54,12 +54,12 @@ def chromium_page(viewport: dict[str, int] | None = None) -> Iterator[Any]:
 
 
 def log_in(page: Any, base: str, path: str, username: str) -> None:
-    """Open `path`; being anonymous, land on the admin's login page, sign in, come back."""
+    """Open `path`; being anonymous, land on the login page, sign in, come back."""
     page.goto(f"{base}{path}")
-    assert page.url.startswith(f"{base}/admin/login/?next="), page.url
+    assert page.url.startswith(f"{base}/login/?next="), page.url
     page.fill("#id_username", username)
     page.fill("#id_password", PASSWORD)
-    page.click("#login-form input[type=submit]")
+    page.click("#login-form button[type=submit]")
     page.wait_for_url(f"{base}{path}")
 
 

@@ -52,8 +52,8 @@ def sample(name: str) -> dict:
 
 @pytest.fixture
 def ada():
-    """A user who signs in through the admin's login page (so: staff), with two flows."""
-    user = User.objects.create_user("ada", password=PASSWORD, is_staff=True)
+    """A user (not staff: the pages have their own sign-in) with two flows."""
+    user = User.objects.create_user("ada", password=PASSWORD)
     services.create_flow(user, sample("fanout"), slug="fanout")
     services.create_flow(user, sample("approval"), slug="approval")
     return user
@@ -69,6 +69,13 @@ def wait_until(page, predicate, seconds: float = 20) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "timed out"
         page.wait_for_timeout(50)
+
+
+def select(page, node: str) -> None:
+    """Click a node of the graph, and wait for the frame that draws it selected (the graph
+    and the panel are drawn together, on the next animation frame)."""
+    page.click(f'g.node[data-node="{node}"]')
+    page.wait_for_selector(f'g.node.selected[data-node="{node}"]', timeout=5000)
 
 
 def test_a_fanout_run_turns_green_live_and_its_flow_page_shows_it(ada, server):
@@ -92,7 +99,7 @@ def test_a_fanout_run_turns_green_live_and_its_flow_page_shows_it(ada, server):
         assert page.text_content("[data-progress-text]") == "9 / 9 nodes finished"
         assert page.get_attribute('g.node[data-node="slow_b"]', "data-attempts") == "1"
 
-        page.click('g.node[data-node="join"]')
+        select(page, "join")
         panel = page.text_content("[data-panel]")
         assert "A on rivers | B on rivers | C on rivers" in panel and "attempts" in panel
         screenshot(page, "run-page-fanout.png", "run-page.png",
@@ -120,7 +127,7 @@ def test_a_fanout_run_turns_green_live_and_its_flow_page_shows_it(ada, server):
         page.goto(f"{server}/flows/approval/")
         labels = page.locator("g.edge-label text").all_text_contents()
         assert sorted(labels) == ["no", "yes"]
-        page.click('g.node[data-node="ask"]')
+        select(page, "ask")
         assert '"id": "ask"' in page.text_content("[data-node-definition]")
         problems = page.problems
     assert problems == []
@@ -148,7 +155,7 @@ def test_an_approval_run_is_answered_from_its_page_across_a_dropped_connection(a
         page.wait_for_selector('#run-page[data-run-status="waiting"]')
         page.wait_for_function("""() => document.querySelector('[data-stream="draft"]')
             ?.textContent === "Reply to: refund" """)
-        page.click('g.node[data-node="draft"]')
+        select(page, "draft")
         screenshot(page, "run-page-approval-question.png", "question.png",
                    clip={"x": 0, "y": 0, "width": 1360, "height": 860})
 

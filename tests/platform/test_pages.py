@@ -12,6 +12,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from django.contrib.auth.models import User
 from django.contrib.staticfiles import finders
 from django.test import Client
 
@@ -127,7 +128,48 @@ def test_anonymous_visitors_are_sent_to_the_login_page(owner, path):
         path = f"/runs/{factories.run(owner, flow).pk}/"
     response = Client().get(path)
     assert response.status_code == 302
-    assert response["Location"] == f"/admin/login/?next={path}"
+    assert response["Location"] == f"/login/?next={path}"
+
+
+def test_anyone_with_an_account_signs_in_and_comes_back_where_they_were_going(db):
+    User.objects.create_user("bo", password="correct horse")  # not staff
+    client = Client()
+
+    page = client.get("/login/?next=/flows/")
+    assert page.status_code == 200 and 'id="login-form"' in page.content.decode()
+    response = client.post("/login/", {"username": "bo", "password": "correct horse",
+                                       "next": "/flows/"})
+
+    assert response.status_code == 302 and response["Location"] == "/flows/"
+    assert client.get("/flows/").status_code == 200
+
+
+def test_a_wrong_password_is_told_and_signs_nobody_in(db):
+    User.objects.create_user("bo", password="correct horse")
+    client = Client()
+
+    response = client.post("/login/", {"username": "bo", "password": "wrong",
+                                       "next": "/flows/"})
+
+    assert response.status_code == 200
+    assert "enter a correct username and password" in response.content.decode()
+    assert client.get("/flows/").status_code == 302
+
+
+def test_signing_in_never_sends_anyone_to_another_site(db):
+    User.objects.create_user("bo", password="correct horse")
+
+    response = Client().post("/login/", {"username": "bo", "password": "correct horse",
+                                         "next": "https://evil.example/"})
+
+    assert response.status_code == 302 and response["Location"] == "/flows/"
+
+
+def test_signing_out_ends_the_session(owner, browser):
+    response = browser.post("/logout/")
+
+    assert response.status_code == 302 and response["Location"] == "/login/"
+    assert browser.get("/flows/").status_code == 302
 
 
 def test_the_owner_sees_every_page(owner, browser):
