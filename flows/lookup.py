@@ -14,9 +14,11 @@ pairs of the flow table (no false negatives; false positives, about one in a mil
   is down, lookups the local filter does not know go to the database, and flows created
   meanwhile are sent to the shared filter when Redis answers again.
 - without Redis (embedded: one serving process), the local filter is the whole filter:
-  built from the table on first use, rebuilt every few minutes (flows created by another
-  process, e.g. a management command, are found after that at the latest), and every flow
-  created in this process is added at once.
+  built from the table on first use, and every flow created in this process is added at
+  once. Before it answers "no such flow", it reads the flows added to the table since it
+  last looked (one range of the primary key, at most every NEW_FLOWS_CHECK_S), so a flow
+  created by another process (`manage.py demo`, a second server) is found within seconds;
+  it is also rebuilt every few minutes.
 
 A flow is added by a `post_save` signal, so every way of creating one (services, admin,
 tests) keeps the filter right. A deleted flow stays deleted (its slug stays taken), so
@@ -55,6 +57,10 @@ BLOOM_BITS = 1 << 23  # 1 MiB: ~1e-6 false positives at 100,000 flows, ~2 % at a
 BLOOM_HASHES = 7
 SHARED_TTL_S = 3600.0  # the shared filter is rebuilt from the table this often (± jitter)
 LOCAL_REFRESH_S = 300.0  # without Redis: the local filter is rebuilt this often (± jitter)
+NEW_FLOWS_CHECK_S = 2.0  # without Redis: flows added elsewhere are read at most this often
+# Ids are handed out before commit: a flow with a lower id than the last one read may commit
+# later (PostgreSQL, concurrent creations). Rereading this many ids back catches those.
+NEW_FLOWS_OVERLAP = 64
 BUILD_LOCK_S = 120.0
 DELETED_LIMIT = 10_000
 VERSIONS_LIMIT = 4096
@@ -113,6 +119,8 @@ class _Local:
         self.bits = Bits()
         self.complete = False  # built from the table (only relied upon without Redis)
         self.refresh_at = 0.0
+        self.last_id = 0  # the highest flow id read from the table
+        self.new_checked_at = float("-inf")
         self.building = threading.Lock()
         self.deleted = LRU(DELETED_LIMIT)
 
@@ -156,7 +164,7 @@ class FlowIndex:
             if not local.complete:
                 stats.incr("flows.bloom.unknown")
                 return True  # being built by another thread: ask the database
-            if local.bits.has(bits):
+            if local.bits.has(bits) or (self._read_new_flows(local) and local.bits.has(bits)):
                 stats.incr("flows.bloom.local")
                 return True
             stats.incr("flows.bloom.absent")
@@ -274,18 +282,35 @@ class FlowIndex:
     # -- building -------------------------------------------------------------------------------
 
     @staticmethod
-    def _from_table() -> Bits:
-        built = Bits()
-        pairs = Flow.objects.values_list("owner_id", "slug").order_by()
-        for owner_id, slug in pairs.iterator(chunk_size=BUILD_BATCH):
+    def _from_table(into: Bits | None = None, after_id: int = 0) -> tuple[Bits, int]:
+        """The bits of the flows with an id above `after_id` (set in `into`, else in a new
+        filter), and the highest id read."""
+        built, last_id = into if into is not None else Bits(), after_id
+        rows = Flow.objects.filter(pk__gt=after_id).values_list("pk", "owner_id", "slug")
+        for pk, owner_id, slug in rows.order_by().iterator(chunk_size=BUILD_BATCH):
             built.add(positions(owner_id, slug))
-        return built
+            last_id = max(last_id, pk)
+        return built, last_id
+
+    def _read_new_flows(self, local: _Local) -> bool:
+        """Add the flows created since the table was last read (by any process); False when
+        it was read too recently to look again."""
+        now = time.monotonic()
+        if now - local.new_checked_at < NEW_FLOWS_CHECK_S:
+            return False
+        local.new_checked_at = now
+        _, last_id = self._from_table(local.bits, max(local.last_id - NEW_FLOWS_OVERLAP, 0))
+        local.last_id = max(local.last_id, last_id)
+        stats.incr("flows.bloom.new_read")
+        return True
 
     def _build_local(self, local: _Local) -> None:
         if not local.building.acquire(blocking=False):
             return
         try:
-            built = self._from_table()
+            built, last_id = self._from_table()
+            local.last_id = max(local.last_id, last_id)
+            local.new_checked_at = time.monotonic()
             local.bits.merge(built)  # OR: a flow added while the table was read stays in
             local.complete = True
             local.refresh_at = time.monotonic() + jittered(LOCAL_REFRESH_S)
@@ -305,7 +330,7 @@ class FlowIndex:
             redis_breaker.failed(error, "locking the flow lookup filter")
             return None
         try:
-            built = self._from_table()
+            built, _ = self._from_table()
             scratch = f"{key}:scratch"
             pipe = client.pipeline(transaction=True)
             pipe.set(scratch, bytes(built.bytes), px=int(BUILD_LOCK_S * 1000))

@@ -12,7 +12,7 @@ import pytest
 from django.core.cache import caches
 from django.test import override_settings
 
-from flows import services
+from flows import lookup, services
 from flows.cache import redis_breaker, redis_client
 from flows.errors import ServiceError
 from flows.lookup import BLOOM_BITS, Bits, flow_index, positions
@@ -126,6 +126,37 @@ def test_a_rebuild_finds_flows_written_behind_djangos_back(owner):
                                    draft_hash="sha256:" + "1" * 64)])
     flow_index.rebuild()
     assert services.flow_of(owner, "bulk").slug == "bulk"
+
+
+@pytest.mark.skipif(REDIS, reason="the process's own filter is the whole filter without Redis")
+@pytest.mark.django_db
+def test_without_redis_a_flow_another_process_created_is_found_within_seconds(owner,
+                                                                             monkeypatch):
+    """`manage.py demo` or a second server wrote it: this process never saw it created."""
+    warmed_up(owner)
+    Flow.objects.bulk_create([Flow(owner=owner, slug="from-elsewhere", name="Elsewhere",
+                                   draft=unique_hello(), draft_hash="sha256:" + "2" * 64)])
+    with pytest.raises(ServiceError):  # just looked: not again before NEW_FLOWS_CHECK_S
+        services.flow_of(owner, "from-elsewhere")
+
+    monkeypatch.setattr(lookup, "NEW_FLOWS_CHECK_S", 0.0)  # the seconds have passed
+
+    assert services.flow_of(owner, "from-elsewhere").slug == "from-elsewhere"
+
+
+@pytest.mark.skipif(REDIS, reason="the process's own filter is the whole filter without Redis")
+@pytest.mark.django_db
+def test_without_redis_a_flood_of_unknown_slugs_reads_new_flows_at_most_once(owner,
+                                                                           monkeypatch):
+    factories.flow(owner)
+    warmed_up(owner)
+    monkeypatch.setattr(lookup, "NEW_FLOWS_CHECK_S", 3600.0)
+    lookup.flow_index._local(lookup._namespace()).new_checked_at = float("-inf")
+    with queries() as statements:
+        for slug in random_slugs(100):
+            with pytest.raises(ServiceError):
+                services.flow_of(owner, slug)
+    assert tables(statements) == ["flows_flow"]  # one read of the newest ids, then none
 
 
 @pytest.mark.django_db
