@@ -89,10 +89,16 @@ if REDIS_URL:
             },
         }
     }
+    # Redis pub/sub: a published batch is pushed to every subscribed process at once, where
+    # channels_redis's list-based layer made each process pop it with two or more round trips
+    # (docs/benchmarks.md, Live events). Pub/sub names are not scoped by database, so the
+    # prefix carries the URL's database: two deployments on one server stay apart. Nothing
+    # is lost for good when a message is: watchers fill gaps from the database.
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [channels_url]},
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [channels_url],
+                       "prefix": f"astron.{channels_url.rsplit('/', 1)[1]}."},
         }
     }
 else:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -44,10 +43,7 @@ class _Subscription:
     async def start(self) -> None:
         try:
             layer = get_channel_layer()
-            # A plain channel name, not a process-specific one (`new_channel()`): channels_redis
-            # receives those through a shared per-process loop of locks, buffers and tasks,
-            # several event-loop turns per message; a plain name is one blocking pop.
-            self.channel = f"astron.watchers.{uuid.uuid4().hex}"
+            self.channel = await layer.new_channel("astron.watchers.")
             await layer.group_add(self.group, self.channel)
             self.task = asyncio.get_running_loop().create_task(self._receive(layer))
         except BaseException as error:

@@ -44,7 +44,7 @@ def sample(name):
     return json.loads((SAMPLES / f"{name}.json").read_text())
 
 
-def streaming_flow():
+def streaming_flow(pause_s: float = 0.05):
     """Many events quickly, in several batches: two echo llm nodes around a short wait."""
     return {
         "dsl": "astron/v1", "name": "Streaming",
@@ -53,7 +53,7 @@ def streaming_flow():
              "params": {"inputs": {"text": {"type": "string", "required": True}}}},
             {"id": "first", "type": "llm",
              "params": {"provider": "echo", "model": "echo-1", "prompt": "{{start.text}}"}},
-            {"id": "pause", "type": "wait", "params": {"seconds": 0.05}},
+            {"id": "pause", "type": "wait", "params": {"seconds": pause_s}},
             {"id": "second", "type": "llm",
              "params": {"provider": "echo", "model": "echo-1", "prompt": "{{start.text}}"}},
             {"id": "end", "type": "end", "inputs": {"text": "{{second.text}}"}},
@@ -229,7 +229,8 @@ async def test_events_produced_while_the_client_connects_are_neither_lost_nor_re
 
 
 async def test_many_watchers_of_one_run_each_get_every_event_once(owner, key):
-    run = await start(owner, streaming_flow(), {"text": WORDS})
+    # A pause long enough for the five to connect while the run is still going.
+    run = await start(owner, streaming_flow(pause_s=1.0), {"text": WORDS})
     sockets = [await socket(run.pk, token=key) for _ in range(5)]
     firsts = [await frame(ws) for ws in sockets]
     assert len(run_watchers()) == 1  # one subscription to the run for the five sockets
