@@ -196,6 +196,22 @@ def test_runs_cannot_be_added_or_edited_in_the_admin(staff_client, flow):
 
 
 @pytest.mark.django_db
+def test_the_import_page_is_a_form_a_browser_can_upload_a_file_with(staff_client):
+    page = staff_client.get(reverse("admin:flows_flow_import")).content.decode()
+
+    assert 'enctype="multipart/form-data"' in page and 'type="file"' in page
+    assert 'value="Import"' in page
+
+
+@pytest.mark.django_db
+def test_the_token_page_says_the_key_is_shown_once(staff_client):
+    page = staff_client.get(reverse("admin:flows_apitoken_add")).content.decode()
+
+    assert "shown once" in page and 'value="Create the token"' in page
+    assert "enctype" not in page  # nothing to upload
+
+
+@pytest.mark.django_db
 def test_importing_a_valid_file_creates_the_flow(staff_client, owner):
     response = staff_client.post(reverse("admin:flows_flow_import"),
                                  {"file": upload(sample("approval")), "owner": "ada",
