@@ -43,7 +43,8 @@ class Command(BaseCommand):
         for slug, dsl in documents.items():
             self.stdout.write(f"    {slug:<{width}}  {self.load(admin, slug, dsl)}")
         self.stdout.write("Open:")
-        self.stdout.write(f"    {SERVER}/admin/      (user {admin.username}, the password above)")
+        self.stdout.write(f"    {SERVER}/flows/      (user {admin.username}, the password above)")
+        self.stdout.write(f"    {SERVER}/admin/      (the admin, same user)")
         self.stdout.write(f"    {SERVER}/api/docs/   (the API)")
 
     def admin_with_new_password(self) -> tuple[Any, str, bool]:
