@@ -6,7 +6,10 @@ the process at start instead of changing behaviour quietly. `NAME_FILE` may hold
 a file to read the value from (for secrets); setting both `NAME` and `NAME_FILE` is an error.
 """
 
+import ipaddress
+import math
 import os
+import re
 import secrets
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
@@ -29,7 +32,13 @@ def _raw(name: str) -> str | None:
             raise ImproperlyConfigured(
                 f"{name}_FILE: cannot read {file_name!r}: {error.strerror}"
             ) from error
+        if not value.strip():
+            # A secret file left empty by a failed deploy must not mean "use the default".
+            raise ImproperlyConfigured(f"{name}_FILE: {file_name!r} is empty.")
     return value or None
+
+
+_INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
 def env_str(name: str, default: str | None = None) -> str | None:
@@ -55,10 +64,9 @@ def env_int(
     value = _raw(name)
     if value is None:
         return default
-    try:
-        number = int(value.strip(), 10)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be an integer, not {value!r}.") from None
+    if not _INTEGER.fullmatch(value.strip()):  # int() would take "1_0" and other scripts' digits
+        raise ImproperlyConfigured(f"{name} must be an integer, not {value!r}.")
+    number = int(value.strip())
     if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
         bounds = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
         raise ImproperlyConfigured(f"{name} must be {bounds}, not {number}.")
@@ -89,7 +97,7 @@ def database_from_url(name: str, url: str, *, base_dir: Path, pool_max: int) -> 
             raise ImproperlyConfigured(f"{name} has a bad port: {_redact(url)!r}.") from None
         # Django's own psycopg pool; it needs CONN_MAX_AGE = 0 (the default), which it owns.
         options: dict = {"pool": {"min_size": min(4, pool_max), "max_size": pool_max}}
-        options.update(parse_qsl(parts.query))  # e.g. ?sslmode=require
+        options.update(_connection_parameters(name, parts.query))  # e.g. ?sslmode=require
         return {
             "ENGINE": "django.db.backends.postgresql",
             "NAME": database,
@@ -106,12 +114,47 @@ def database_from_url(name: str, url: str, *, base_dir: Path, pool_max: int) -> 
                 f" not {url!r}."
             )
         path = unquote(parts.path[1:])
-        if path != ":memory:":
-            path = str(base_dir / path)  # an absolute path stays absolute
+        if path == ":memory:" or parts.query or parts.fragment:
+            # An in-memory database is one per connection: runs execute on another thread.
+            raise ImproperlyConfigured(
+                f"{name} must name a database file (sqlite:///relative/path, relative to the "
+                f"project, or sqlite:////absolute/path), not {url!r}.")
+        path = str(base_dir / path)  # an absolute path stays absolute
         return sqlite_database(path)
     raise ImproperlyConfigured(
         f"{name} must start with postgres://, postgresql:// or sqlite:///, not {_redact(url)!r}."
     )
+
+
+# libpq connection parameters a DATABASE_URL may carry (?sslmode=require&…); anything else
+# would reach psycopg's pool unchecked and fail at the first query, not at start.
+LIBPQ_PARAMETERS = frozenset({
+    "sslmode", "sslrootcert", "sslcert", "sslkey", "sslpassword", "sslcrl", "sslcompression",
+    "sslsni", "ssl_min_protocol_version", "ssl_max_protocol_version", "requiressl",
+    "connect_timeout", "application_name", "target_session_attrs", "options",
+    "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count",
+    "tcp_user_timeout", "gssencmode", "channel_binding", "krbsrvname", "service",
+    "passfile", "load_balance_hosts",
+})
+
+
+def _connection_parameters(name: str, query: str) -> dict[str, str]:
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} has a malformed query string: {query!r}.") from None
+    parameters: dict[str, str] = {}
+    for key, value in pairs:
+        if key not in LIBPQ_PARAMETERS:
+            raise ImproperlyConfigured(
+                f"{name}: {key!r} is not a PostgreSQL connection parameter this URL may set "
+                f"({', '.join(sorted(LIBPQ_PARAMETERS))}).")
+        if not value:
+            raise ImproperlyConfigured(f"{name}: the parameter {key!r} has no value.")
+        if key in parameters:
+            raise ImproperlyConfigured(f"{name}: the parameter {key!r} is given twice.")
+        parameters[key] = value
+    return parameters
 
 
 def sqlite_database(path: str) -> dict:
@@ -137,8 +180,14 @@ def redis_urls(name: str, url: str) -> tuple[str, str]:
         raise ImproperlyConfigured(
             f"{name} must look like redis://host:port/N, not {_redact(url)!r}."
         )
+    if parts.query or parts.fragment:
+        # redis-py would let ?db= override the path: the cache and the channel layer would
+        # share one database, and other options would fail only at the first command.
+        raise ImproperlyConfigured(
+            f"{name} takes no query string or fragment: redis://host:port/N, not "
+            f"{_redact(url)!r}.")
     number = parts.path.strip("/") or "0"
-    if not number.isdigit():
+    if not (number.isascii() and number.isdigit()):
         raise ImproperlyConfigured(f"{name}: the database must be a number, not {number!r}.")
     try:
         parts.port  # noqa: B018  (raises on a malformed port)
@@ -196,7 +245,7 @@ def env_rate(name: str, default: str) -> str:
     """A request rate `<count>/<second|minute|hour>`, as DRF's throttles read it."""
     value = env_str(name, default)
     count, _, unit = value.partition("/")
-    if not count.isdigit() or int(count) < 1 or unit not in _RATE_UNITS:
+    if not (count.isascii() and count.isdigit()) or int(count) < 1 or unit not in _RATE_UNITS:
         raise ImproperlyConfigured(
             f"{name} must look like 1200/minute (a count, then second, minute or hour), "
             f"not {value!r}.")
@@ -210,8 +259,15 @@ def env_json_object(name: str) -> dict:
     value = env_str(name)
     if value is None:
         return {}
+    def no_repeats(pairs: list[tuple[str, object]]) -> dict:
+        keys = [key for key, _ in pairs]
+        repeated = sorted({key for key in keys if keys.count(key) > 1})
+        if repeated:
+            raise ImproperlyConfigured(f"{name} names {', '.join(map(repr, repeated))} twice.")
+        return dict(pairs)
+
     try:
-        parsed = json.loads(value)
+        parsed = json.loads(value, object_pairs_hook=no_repeats)
     except json.JSONDecodeError as error:
         raise ImproperlyConfigured(f"{name} is not valid JSON: {error.msg}.") from error
     if not isinstance(parsed, dict):
@@ -226,7 +282,8 @@ def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     return value
 
 
-def env_number(name: str, default: float, minimum: float = 0) -> float:
+def env_number(name: str, default: float, minimum: float = 0,
+               maximum: float = math.inf) -> float:
     value = env_str(name)
     if value is None:
         return default
@@ -234,7 +291,87 @@ def env_number(name: str, default: float, minimum: float = 0) -> float:
         number = float(value)
     except ValueError:
         number = float("nan")
-    if not number >= minimum:
-        raise ImproperlyConfigured(f"{name} must be a number of at least {minimum:g}, "
-                                   f"not {value!r}.")
+    if not (minimum <= number <= maximum and math.isfinite(number)):
+        bounds = f"between {minimum:g} and {maximum:g}" if math.isfinite(maximum) \
+            else f"of at least {minimum:g}"
+        raise ImproperlyConfigured(f"{name} must be a number {bounds}, not {value!r}.")
     return number
+
+
+_HOST_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+
+
+def _is_host_name(text: str) -> bool:
+    labels = text.lower().removesuffix(".").split(".")
+    return len(text) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in labels)
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text[1:-1] if text.startswith("[") and text.endswith("]") else text)
+    except ValueError:
+        return False
+    return True
+
+
+def allowed_hosts(name: str, hosts: list[str]) -> list[str]:
+    """Django's ALLOWED_HOSTS entries: a host name, `.domain` (it and its subdomains), `*`, or
+    an IP address (IPv6 in brackets). A URL or a port there would refuse every request."""
+    for host in hosts:
+        bare = host[1:] if host.startswith(".") else host
+        if host != "*" and not (_is_host_name(bare) or (bare == host and _is_ip(host))):
+            raise ImproperlyConfigured(
+                f"{name}: {host!r} is not a host name (no scheme, port or path: e.g. "
+                "example.com, .example.com, 127.0.0.1, [::1] or *).")
+    return hosts
+
+
+def trusted_origins(name: str, origins: list[str]) -> list[str]:
+    """CSRF_TRUSTED_ORIGINS entries: scheme://host[:port], the host possibly `*.domain`."""
+    for origin in origins:
+        parts = _split(name, origin)
+        host = parts.hostname or ""
+        try:
+            parts.port  # noqa: B018 (raises on a malformed port)
+        except ValueError:
+            host = ""
+        if host.startswith("*."):
+            host = host[2:]
+        if parts.scheme not in {"http", "https"} or parts.path or parts.query \
+                or parts.fragment or parts.username is not None \
+                or not (_is_host_name(host) or _is_ip(host)):
+            raise ImproperlyConfigured(
+                f"{name}: {origin!r} is not an origin: http:// or https://, a host and "
+                "perhaps a port, nothing after (e.g. https://astron.example.com).")
+    return origins
+
+
+def http_allow_hosts(name: str, hosts: list[str]) -> list[str]:
+    """Host names (or addresses) the `http` node may reach although they are private; checked
+    as the node will compare them (engine/net/policy.py), so a typo stops the start."""
+    from engine.net.policy import normalize_host
+
+    for host in hosts:
+        try:
+            normalized = normalize_host(host)
+        except ValueError:
+            normalized = ""
+        if not (_is_host_name(normalized) or _is_ip(normalized)):
+            raise ImproperlyConfigured(
+                f"{name}: {host!r} is not a host name or an IP address (no scheme, port, path "
+                "or wildcard: e.g. internal.example.com or 10.0.0.5).")
+    return hosts
+
+
+def llm_providers(name: str) -> dict:
+    """LLM_PROVIDERS, checked as the runs will read it (fields, URLs, the key variables set),
+    so a mistake stops the start rather than every run that calls a model."""
+    from engine.llm import providers_from_config
+    from engine.llm.registry import ProviderConfigError
+
+    config = env_json_object(name)
+    try:
+        providers_from_config(config, os.environ)
+    except (ProviderConfigError, ValueError) as error:
+        raise ImproperlyConfigured(str(error)) from None
+    return config

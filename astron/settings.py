@@ -4,24 +4,28 @@ With none set, Astron runs embedded: SQLite in data/, an in-process cache and an
 channel layer.
 """
 
+import contextlib
 import os
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
 from astron.env import (
+    allowed_hosts,
     database_from_url,
     env_bool,
     env_choice,
     env_int,
-    env_json_object,
     env_list,
     env_number,
     env_rate,
     env_str,
+    http_allow_hosts,
+    llm_providers,
     redis_urls,
     secret_key_from_file,
     sqlite_database,
+    trusted_origins,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -59,13 +63,9 @@ if SECRET_KEY is None:
         )
     SECRET_KEY = secret_key_from_file(DATA_DIR / "secret_key")
 
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
-CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
-for origin in CSRF_TRUSTED_ORIGINS:
-    if not origin.startswith(("http://", "https://")):
-        raise ImproperlyConfigured(
-            f"CSRF_TRUSTED_ORIGINS: {origin!r} must start with http:// or https://."
-        )
+ALLOWED_HOSTS = allowed_hosts("ALLOWED_HOSTS", env_list("ALLOWED_HOSTS",
+                                                          ["127.0.0.1", "localhost"]))
+CSRF_TRUSTED_ORIGINS = trusted_origins("CSRF_TRUSTED_ORIGINS", env_list("CSRF_TRUSTED_ORIGINS"))
 
 # --- Cache and channel layer ----------------------------------------------------------------
 
@@ -220,13 +220,17 @@ SPECTACULAR_SETTINGS = {
 
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
+with contextlib.suppress(OSError):  # WhiteNoise warns at every start about a missing folder
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     # Not the manifest variant: it would make every page fail until collectstatic has run,
     # and the tests never run it.
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
-WHITENOISE_USE_FINDERS = DEBUG
+# The apps' static folders are served directly too, so a server that never ran collectstatic
+# (its files are only compressed copies) still serves every page's CSS and scripts.
+WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
 
 # --- Runs and the world they reach ------------------------------------------------------------
@@ -234,15 +238,15 @@ WHITENOISE_AUTOREFRESH = DEBUG
 RUN_EXECUTOR = env_choice("RUN_EXECUTOR", "inline", ("inline",))
 # How long a worker's claim on a run lasts without renewal; a run whose worker died is
 # taken over after this (renewed every third of it while the run lives).
-RUN_LEASE_S = env_number("RUN_LEASE_S", 30, minimum=1)
+RUN_LEASE_S = env_number("RUN_LEASE_S", 30, minimum=1, maximum=3600)
 API_RATE = env_rate("API_RATE", "1200/minute")
-HTTP_ALLOW_HOSTS = env_list("HTTP_ALLOW_HOSTS")
+HTTP_ALLOW_HOSTS = http_allow_hosts("HTTP_ALLOW_HOSTS", env_list("HTTP_ALLOW_HOSTS"))
 CODE_WORKERS = env_int("CODE_WORKERS", 2, minimum=0, maximum=64)
 CODE_CPU_S = env_int("CODE_CPU_S", 10, minimum=1)
 CODE_MEMORY_MB = env_int("CODE_MEMORY_MB", 256, minimum=16)
 CODE_OUTPUT_KB = env_int("CODE_OUTPUT_KB", 1024, minimum=1)
 CODE_WALL_S = env_int("CODE_WALL_S", 30, minimum=1)
-LLM_PROVIDERS = env_json_object("LLM_PROVIDERS")
+LLM_PROVIDERS = llm_providers("LLM_PROVIDERS")
 SILK = env_bool("SILK", False)
 SILK_INTERCEPT_PERCENT = env_int("SILK_INTERCEPT_PERCENT", 10, minimum=0, maximum=100)
 if SILK:  # request and query profiling at /silk/, staff only (tracing/silk.py)

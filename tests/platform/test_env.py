@@ -8,13 +8,20 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from astron.env import (
+    allowed_hosts,
     database_from_url,
     env_bool,
     env_int,
+    env_json_object,
     env_list,
+    env_number,
+    env_rate,
     env_str,
+    http_allow_hosts,
+    llm_providers,
     redis_urls,
     secret_key_from_file,
+    trusted_origins,
 )
 
 BASE_DIR = Path(__file__).resolve().parents[2]
@@ -27,6 +34,36 @@ BASE_DIR = Path(__file__).resolve().parents[2]
         (lambda: env_int("ASTRON_TEST_COUNT", 2), "ASTRON_TEST_COUNT", "two"),
         (lambda: env_int("ASTRON_TEST_COUNT", 2, minimum=1), "ASTRON_TEST_COUNT", "0"),
         (lambda: env_list("ASTRON_TEST_HOSTS"), "ASTRON_TEST_HOSTS", "a,,b"),
+        # int() itself would take these: digits of other scripts, underscores.
+        (lambda: env_int("ASTRON_TEST_COUNT", 2), "ASTRON_TEST_COUNT", "1_0"),
+        (lambda: env_int("ASTRON_TEST_COUNT", 2), "ASTRON_TEST_COUNT", "\uff11\uff12"),
+        (lambda: env_rate("ASTRON_TEST_RATE", "1/second"), "ASTRON_TEST_RATE", "\u0661/minute"),
+        (lambda: env_number("ASTRON_TEST_SECONDS", 30, minimum=1), "ASTRON_TEST_SECONDS",
+         "inf"),
+        (lambda: env_number("ASTRON_TEST_SECONDS", 30, minimum=1, maximum=3600),
+         "ASTRON_TEST_SECONDS", "1e300"),
+        (lambda: env_json_object("ASTRON_TEST_JSON"), "ASTRON_TEST_JSON", '{"a": 1, "a": 2}'),
+        (lambda: allowed_hosts("ALLOWED_HOSTS", env_list("ALLOWED_HOSTS")), "ALLOWED_HOSTS",
+         "http://a.example"),
+        (lambda: allowed_hosts("ALLOWED_HOSTS", env_list("ALLOWED_HOSTS")), "ALLOWED_HOSTS",
+         "a.example:8000"),
+        (lambda: trusted_origins("CSRF_TRUSTED_ORIGINS", env_list("CSRF_TRUSTED_ORIGINS")),
+         "CSRF_TRUSTED_ORIGINS", "https://"),
+        (lambda: trusted_origins("CSRF_TRUSTED_ORIGINS", env_list("CSRF_TRUSTED_ORIGINS")),
+         "CSRF_TRUSTED_ORIGINS", "https://a.example/path"),
+        (lambda: trusted_origins("CSRF_TRUSTED_ORIGINS", env_list("CSRF_TRUSTED_ORIGINS")),
+         "CSRF_TRUSTED_ORIGINS", "a.example"),
+        (lambda: http_allow_hosts("HTTP_ALLOW_HOSTS", env_list("HTTP_ALLOW_HOSTS")),
+         "HTTP_ALLOW_HOSTS", "http://a.example"),
+        (lambda: http_allow_hosts("HTTP_ALLOW_HOSTS", env_list("HTTP_ALLOW_HOSTS")),
+         "HTTP_ALLOW_HOSTS", "a.example:8080"),
+        (lambda: http_allow_hosts("HTTP_ALLOW_HOSTS", env_list("HTTP_ALLOW_HOSTS")),
+         "HTTP_ALLOW_HOSTS", "*.a.example"),
+        (lambda: llm_providers("LLM_PROVIDERS"), "LLM_PROVIDERS", '{"o": {"base_url": "ftp://x"}}'),
+        (lambda: llm_providers("LLM_PROVIDERS"), "LLM_PROVIDERS",
+         '{"o": {"base_url": "https://api.example/v1", "colour": "red"}}'),
+        (lambda: llm_providers("LLM_PROVIDERS"), "LLM_PROVIDERS",
+         '{"o": {"base_url": "https://api.example/v1", "api_key_env": "ASTRON_TEST_NO_KEY"}}'),
     ],
 )
 def test_malformed_values_are_refused_with_the_variables_name(monkeypatch, reader, name, value):
@@ -34,6 +71,27 @@ def test_malformed_values_are_refused_with_the_variables_name(monkeypatch, reade
 
     with pytest.raises(ImproperlyConfigured, match=name):
         reader()
+
+
+def test_well_formed_hosts_origins_and_providers_pass(monkeypatch):
+    assert allowed_hosts("H", ["astron.example", ".example.com", "10.0.0.5", "[::1]", "*"])
+    assert trusted_origins("O", ["https://astron.example", "http://127.0.0.1:8000",
+                                 "https://*.example.com"])
+    assert http_allow_hosts("A", ["internal.example", "10.0.0.5", "::1", "bücher.example"])
+    monkeypatch.setenv("ASTRON_TEST_KEY", "sk-test")
+    monkeypatch.setenv("LLM_PROVIDERS", '{"local": {"base_url": "http://127.0.0.1:8080/v1", '
+                                        '"api_key_env": "ASTRON_TEST_KEY"}}')
+    assert set(llm_providers("LLM_PROVIDERS")) == {"local"}
+
+
+def test_an_empty_secret_file_is_refused_rather_than_taken_for_unset(monkeypatch, tmp_path):
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    monkeypatch.delenv("ASTRON_TEST_SECRET", raising=False)
+    monkeypatch.setenv("ASTRON_TEST_SECRET_FILE", str(empty))
+
+    with pytest.raises(ImproperlyConfigured, match="ASTRON_TEST_SECRET_FILE"):
+        env_str("ASTRON_TEST_SECRET", "fallback")
 
 
 def test_well_formed_values_are_parsed(monkeypatch):
@@ -84,6 +142,26 @@ def test_postgres_url_uses_psycopg_with_djangos_pool():
     assert database["OPTIONS"]["sslmode"] == "require"
 
 
+@pytest.mark.parametrize("query", ["?pool=false", "?foo=bar", "?sslmode", "?sslmode=a&sslmode=b"])
+def test_a_database_url_takes_only_connection_parameters_postgresql_knows(query):
+    with pytest.raises(ImproperlyConfigured, match="DATABASE_URL"):
+        database_from_url("DATABASE_URL", f"postgres://127.0.0.1:5432/astron{query}",
+                          base_dir=BASE_DIR, pool_max=20)
+
+
+def test_an_in_memory_sqlite_database_is_refused():
+    """One per connection: runs execute on another thread and would see none of it."""
+    with pytest.raises(ImproperlyConfigured, match="DATABASE_URL"):
+        database_from_url("DATABASE_URL", "sqlite:///:memory:", base_dir=BASE_DIR, pool_max=20)
+
+
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:6379/3?db=5", "redis://127.0.0.1:6379/3#x",
+                                 "redis://127.0.0.1:6379/\u0663"])
+def test_a_redis_url_is_only_host_port_and_database(url):
+    with pytest.raises(ImproperlyConfigured, match="REDIS_URL"):
+        redis_urls("REDIS_URL", url)
+
+
 def test_redis_url_gives_the_cache_database_n_and_the_channel_layer_n_plus_one():
     assert redis_urls("REDIS_URL", "redis://127.0.0.1:6379/3") == (
         "redis://127.0.0.1:6379/3",
@@ -117,3 +195,14 @@ def test_a_malformed_setting_stops_the_process_naming_the_variable():
 
     assert result.returncode != 0
     assert "DEBUG must be one of" in result.stderr
+
+
+def test_a_bad_http_allow_list_stops_the_start_instead_of_every_run():
+    environment = {**os.environ, "HTTP_ALLOW_HOSTS": "http://a.example",
+                   "DJANGO_SETTINGS_MODULE": "astron.settings"}
+
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=BASE_DIR,
+                            env=environment, capture_output=True, text=True, timeout=60)
+
+    assert result.returncode != 0
+    assert "HTTP_ALLOW_HOSTS: 'http://a.example' is not a host name" in result.stderr
