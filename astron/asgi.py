@@ -29,3 +29,4 @@ application = ProtocolTypeRouter({
 announce_isolation()
 freeze_loaded_objects()
 executor.start()
+executor.prestart_sandbox()

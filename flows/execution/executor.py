@@ -93,6 +93,20 @@ class Executor:
         if self._thread is not None:
             self._thread.join(timeout=10)
 
+    def prestart_sandbox(self) -> None:
+        """Start the code sandbox's processes now, on this executor's loop, so the first code
+        node does not wait for them (configuration.md: CODE_WORKERS pre-started processes).
+        Returns at once; a failure is logged, and the pool tries again at its first job."""
+        sandbox = shared_world().sandbox
+        if sandbox is None:
+            return
+
+        def failed(future: Any) -> None:
+            if not future.cancelled() and future.exception() is not None:
+                logger.warning("starting the code sandbox failed", exc_info=future.exception())
+
+        asyncio.run_coroutine_threadsafe(sandbox.start(), self.start()).add_done_callback(failed)
+
     # -- entry points ---------------------------------------------------------------------------
 
     def submit(self, run_id: Any) -> None:

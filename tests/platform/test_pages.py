@@ -385,3 +385,16 @@ def test_pages_use_only_local_assets_that_exist(owner, browser):
         source = Path(finders.find(f"flows/js/{module}.js")).read_text()
         for imported in re.findall(r'^import .* from "([^"]+)";$', source, re.MULTILINE):
             assert imported.startswith("./") and finders.find(f"flows/js/{imported[2:]}")
+
+
+def test_static_files_are_served_without_collectstatic(tmp_path, settings):
+    """One daphne process is a complete server (configuration.md), collectstatic run or not."""
+    settings.STATIC_ROOT = tmp_path / "static"  # empty: nothing collected
+    settings.DEBUG = False
+    client = Client()  # its handler, and WhiteNoise, are made with these settings
+
+    for path in ("/static/flows/favicon.svg", "/static/flows/css/astron.css",
+                 "/static/admin/css/base.css"):
+        response = client.get(path)
+        assert response.status_code == 200, path
+        response.close()  # WhiteNoise streams the file: let it go

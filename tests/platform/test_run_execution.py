@@ -194,3 +194,27 @@ def test_a_child_that_asks_a_question_fails_its_subflow_node_and_ends(owner):
     child = Run.objects.get(parent_run=run)
     assert child.status == "cancelled"
     assert RunEvent.objects.filter(run=child).last().type == "run.finished"
+
+
+def test_a_serving_process_starts_its_code_sandbox_before_any_code_node(monkeypatch):
+    """configuration.md: CODE_WORKERS pre-started sandbox processes (astron/asgi.py)."""
+    import asyncio
+    import time
+
+    from engine.sandbox import ProcessSandbox
+    from flows.execution import executor as executor_module
+    from flows.execution.world import World
+
+    sandbox = ProcessSandbox(workers=2)
+    monkeypatch.setattr(executor_module, "shared_world", lambda: World(sandbox=sandbox))
+    assert sandbox.pids == []
+
+    executor.prestart_sandbox()
+
+    try:
+        deadline = time.monotonic() + 30
+        while len(sandbox.pids) < 2:
+            assert time.monotonic() < deadline, "the sandbox did not start"
+            time.sleep(0.05)
+    finally:
+        asyncio.run_coroutine_threadsafe(sandbox.close(), executor.start()).result(10)
