@@ -23,9 +23,20 @@ from flows.consumers import RunConsumer
 
 CLOSE_FORBIDDEN_ORIGIN = 4403
 
+CLOSE_NOT_FOUND = 4404
+
+
+async def no_such_socket(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Any other websocket path: refused with 4404, not an error of the application."""
+    await receive()  # websocket.connect
+    await send({"type": "websocket.close", "code": CLOSE_NOT_FOUND})
+
+
 websocket_urlpatterns = [
-    # Any id reaches the consumer, which answers a malformed one like an unknown one (4404).
-    re_path(r"^ws/runs/(?P<run_id>[^/]+)/$", RunConsumer.as_asgi()),
+    # Any id reaches the consumer, which answers a malformed one like an unknown one (4404);
+    # the final slash may be left out, as clients often do.
+    re_path(r"^ws/runs/(?P<run_id>[^/]+)/?$", RunConsumer.as_asgi()),
+    re_path(r"", no_such_socket),
 ]
 
 

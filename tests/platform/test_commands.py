@@ -186,6 +186,15 @@ def test_create_token_with_expiry(ada):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("days", ["0", "99999999", "soon"])
+def test_create_token_refuses_an_expiry_it_cannot_store(ada, days):
+    error, _ = refused("create_token", "ada", "--name", "far", "--expires-days", days)
+
+    assert "--expires-days" in str(error)
+    assert not ApiToken.objects.exists()
+
+
+@pytest.mark.django_db
 def test_create_token_for_an_unknown_user_fails_and_creates_nothing():
     error, output = refused("create_token", "nobody", "--name", "ci")
 

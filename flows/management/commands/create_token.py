@@ -9,15 +9,17 @@ from django.core.management.base import BaseCommand, CommandError
 
 from flows import services
 
+MAX_DAYS = 36_500  # a hundred years: beyond, the expiry date itself overflows
 
-def positive_int(text: str) -> int:
+
+def days(text: str) -> int:
     number = int(text)
-    if number < 1:
+    if not 1 <= number <= MAX_DAYS:
         raise ValueError(text)
     return number
 
 
-positive_int.__name__ = "positive whole number of days"  # what argparse calls a bad value
+days.__name__ = f"whole number of days from 1 to {MAX_DAYS}"  # argparse names a bad value so
 
 
 class Command(BaseCommand):
@@ -27,7 +29,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("username")
         parser.add_argument("--name", required=True, help="what the token is for")
-        parser.add_argument("--expires-days", type=positive_int, default=None,
+        parser.add_argument("--expires-days", type=days, default=None,
                             help="the token stops working after this many days (default: never)")
 
     def handle(self, *args: Any, username: str, name: str, expires_days: int | None,
