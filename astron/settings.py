@@ -137,6 +137,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "flows.probes.ProbeMiddleware",  # /healthz and /readyz, whatever the Host header
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "flows.api.middleware.BodyLimitMiddleware",  # 413 before anything reads an API body

@@ -37,5 +37,25 @@ def test_readyz_is_503_with_the_error_shape_when_the_database_is_down(client, mo
     assert error["details"] == []
 
 
-def test_health_endpoints_refuse_writes(client):
-    assert client.post("/healthz").status_code == 405
+def test_health_endpoints_refuse_writes_in_the_error_shape(client):
+    response = client.post("/healthz")
+
+    assert response.status_code == 405 and response["Allow"] == "GET, HEAD"
+    assert response.json()["error"]["code"] == "method_not_allowed"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+def test_an_orchestrator_probing_the_process_by_its_address_gets_an_answer(path):
+    """Kubernetes sends `Host: <pod ip>:<port>`, which ALLOWED_HOSTS does not list."""
+    from django.test import Client
+
+    response = Client(HTTP_HOST="10.1.2.3:8000").get(path)
+
+    assert response.status_code == 200 and response.json() == {"status": "ok"}
+
+
+def test_other_paths_still_check_the_host():
+    from django.test import Client
+
+    assert Client(HTTP_HOST="10.1.2.3:8000").get("/api/dsl/schema/").status_code == 400
