@@ -10,12 +10,15 @@ from django.utils import timezone
 
 from flows.models import Run
 
+IDEMPOTENCY_KEPT = timedelta(hours=24)
+
 
 def prune_runs(older_than_days: float, batch_size: int = 1000, dry_run: bool = False,
                progress: Callable[[int], None] | None = None) -> int:
     """Delete finished runs created more than `older_than_days` ago; the number of runs
     deleted (child runs of subflows included: they go with their parent).
 
+    Runs with an Idempotency-Key are kept for IDEMPOTENCY_KEPT whatever the age asked for.
     Deletes in batches, each in its own transaction, so the database never holds one huge
     transaction and other writers wait at most one batch. Queued, running and waiting runs
     are never touched, nor a finished run with an unfinished child (a cascade would take it).
@@ -23,9 +26,12 @@ def prune_runs(older_than_days: float, batch_size: int = 1000, dry_run: bool = F
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
-    cutoff = timezone.now() - timedelta(days=older_than_days)
+    now = timezone.now()
+    cutoff = now - timedelta(days=older_than_days)
     prunable = (Run.objects.filter(status__in=Run.FINISHED, created_at__lt=cutoff)
-                .exclude(children__status__in=[*Run.ACTIVE, Run.Status.WAITING]))
+                .exclude(children__status__in=[*Run.ACTIVE, Run.Status.WAITING])
+                # api.md keeps Idempotency-Keys at least a day: a repeat must still find its run.
+                .exclude(idempotency_key__isnull=False, created_at__gte=now - IDEMPOTENCY_KEPT))
     if dry_run:
         return prunable.count()
     deleted = 0

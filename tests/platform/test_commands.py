@@ -470,6 +470,21 @@ def test_prune_runs_service_reports_progress_per_batch(runs):
 
 
 @pytest.mark.django_db
+def test_prune_runs_keeps_idempotency_keys_a_day_whatever_the_age_asked(hello):
+    """api.md: keys are kept at least 24 hours, so a repeat still finds its run."""
+    keyed = make_run(hello, "succeeded", 0.5)
+    Run.objects.filter(pk=keyed.pk).update(idempotency_key="order-17")
+    unkeyed = make_run(hello, "succeeded", 0.5)
+    old_keyed = make_run(hello, "succeeded", 2)
+    Run.objects.filter(pk=old_keyed.pk).update(idempotency_key="order-3")
+
+    assert services.prune_runs(0.25) == 2
+
+    assert list(Run.objects.values_list("pk", flat=True)) == [keyed.pk]
+    assert not Run.objects.filter(pk__in=[unkeyed.pk, old_keyed.pk]).exists()
+
+
+@pytest.mark.django_db
 def test_prune_runs_keeps_a_finished_run_whose_child_is_still_active(hello):
     parent = make_run(hello, "failed", 40)
     child = make_run(hello, "running", 40)

@@ -11,7 +11,8 @@ from flows import services
 
 class Command(BaseCommand):
     help = ("Delete finished runs (succeeded, failed, cancelled) created more than DAYS ago, "
-            "with their node runs and events. Queued, running and waiting runs are kept.")
+            "with their node runs and events. Queued, running and waiting runs are kept, and "
+            "so are runs started with an Idempotency-Key in the last 24 hours.")
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--older-than", type=float, required=True, metavar="DAYS",
