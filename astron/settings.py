@@ -46,9 +46,13 @@ if DATABASE_URL:
 else:
     DATA_DIR.mkdir(mode=0o700, exist_ok=True)
     DATABASES = {"default": sqlite_database(str(DATA_DIR / "astron.sqlite3"))}
-    # A file, not memory, for tests: the crash test's subprocess must open the same database.
-    # One per test process, so that test runs side by side do not share it.
-    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / f"test_astron_{os.getpid()}.sqlite3")}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # A file, not memory, for tests: the crash test's subprocess and the browser tests' server
+    # must open the same database. One per test process, so that runs side by side do not
+    # share it.
+    _database = Path(DATABASES["default"]["NAME"])
+    DATABASES["default"]["TEST"] = {
+        "NAME": str(_database.with_name(f"test_{_database.stem}_{os.getpid()}.sqlite3"))}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Secrets and hosts ----------------------------------------------------------------------
