@@ -24,13 +24,15 @@ class Checkpoint:
     finished: dict[str, NodeResult] = field(default_factory=dict)  # top-level nodes that ended
     skipped: set[str] = field(default_factory=set)
     questions: dict[str, OpenQuestion] = field(default_factory=dict)  # open ones
+    # top-level node executions that started and did not end (status running), open
+    # questions among them: each runs again, or ends cancelled when the run stops first
+    unfinished: dict[str, NodeResult] = field(default_factory=dict)
     answer: str | None = None  # the end node's streamed answer, when it had finished
 
     @classmethod
     def from_events(cls, events: list[dict[str, Any]]) -> Checkpoint:
         checkpoint = cls()
-        node_types: dict[str, str] = {}
-        node_inputs: dict[str, dict[str, Any]] = {}
+        unfinished = checkpoint.unfinished
         # Executing time: the last snapshot (0 at run.started, carried by run.resumed) plus
         # the time from it to the last stored event. A pause starts at the last event before
         # it and ends with run.resumed, so paused time is never counted.
@@ -45,26 +47,36 @@ class Checkpoint:
             elif kind == "node.started":
                 checkpoint.steps += 1
                 if event.get("scope") is None:
-                    node_types[data["node"]] = data["type"]
-                    node_inputs[data["node"]] = data.get("inputs") or {}
+                    execution = unfinished.get(data["node"])
+                    if execution is None or data["attempt"] == 1:
+                        unfinished[data["node"]] = execution = NodeResult(
+                            data["node"], data["type"], "running",
+                            inputs=data.get("inputs") or {}, started_at=event["ts"])
+                    execution.attempts = data["attempt"]
             elif event.get("scope") is not None:
                 continue
-            elif kind == "node.finished" and data["status"] != "cancelled":
-                checkpoint.finished[data["node"]] = NodeResult(
-                    node=data["node"], type=node_types.get(data["node"], ""),
-                    status=data["status"], attempts=data["attempts"],
-                    inputs=node_inputs.get(data["node"]), outputs=data["outputs"],
-                    error=data["error"], elapsed_ms=data["elapsed_ms"],
-                    finished_at=event["ts"], logs=data.get("logs"))
+            elif kind == "node.finished":
+                execution = unfinished.pop(data["node"], None)
                 checkpoint.questions.pop(data["node"], None)
+                if data["status"] == "cancelled":
+                    continue  # it runs again on resume
+                checkpoint.finished[data["node"]] = NodeResult(
+                    node=data["node"], type=execution.type if execution else "",
+                    status=data["status"], attempts=data["attempts"],
+                    inputs=execution.inputs if execution else None, outputs=data["outputs"],
+                    error=data["error"], elapsed_ms=data["elapsed_ms"],
+                    started_at=execution.started_at if execution else None,
+                    finished_at=event["ts"], logs=data.get("logs"))
             elif kind == "node.chunk":
                 chunks.setdefault(data["node"], []).append(data["text"])
             elif kind == "node.skipped":
                 checkpoint.skipped.add(data["node"])
             elif kind == "run.waiting":
+                execution = unfinished.get(data["node"])
                 checkpoint.questions[data["node"]] = OpenQuestion(
                     data["node"], data["question"], data["options"], data["timeout_at"],
-                    inputs=node_inputs.get(data["node"]))
+                    execution.attempts if execution else 1,
+                    execution.inputs if execution else None)
             elif kind == "run.resumed" and "elapsed_ms" in data:
                 snapshot_ms, snapshot_ts = data["elapsed_ms"], event["ts"]
         ended = [node for node, result in checkpoint.finished.items() if result.type == "end"]

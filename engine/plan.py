@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.dsl.spec import pointer
 from engine.errors import InputsInvalid, Problem
 from engine.expressions import Expression, expression_from_data
 from engine.nodes.base import Registry
@@ -112,18 +113,18 @@ class Plan:
         applied: dict[str, Any] = {}
         for name in inputs:
             if name not in self.input_specs:
-                problems.append(Problem(f"/{name}", "invalid_inputs",
+                problems.append(Problem(pointer("", name), "invalid_inputs",
                                         f'"{name}" is not an input of this flow'))
         for name, spec in self.input_specs.items():
             if name not in inputs:
                 if spec.get("required", False):
-                    problems.append(Problem(f"/{name}", "invalid_inputs",
+                    problems.append(Problem(pointer("", name), "invalid_inputs",
                                             f'the input "{name}" is required'))
                 applied[name] = spec.get("default")
                 continue
             problem = type_problem(inputs[name], spec, f'the input "{name}"')
             if problem:
-                problems.append(Problem(f"/{name}", "invalid_inputs", problem))
+                problems.append(Problem(pointer("", name), "invalid_inputs", problem))
             applied[name] = inputs[name]
         if problems:
             raise InputsInvalid(problems)

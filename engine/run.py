@@ -97,7 +97,7 @@ class Run:
         self._graph = graph = GraphExecution(
             context, self.plan.graph, Scope({}, sys), start_inputs=applied,
             finished=resume.finished, skipped=resume.skipped, questions=resume.questions,
-            answers=self.answers)
+            answers=self.answers, unfinished=resume.unfinished)
         if self.resume is None:
             context.emit("run.started", {"inputs": applied, "flow": self.flow,
                                          "version": self.version})
@@ -124,7 +124,8 @@ class Run:
                                           "elapsed_ms": elapsed_ms, "recovered": recovered})
         await self.sink.drain()
         return RunResult(outcome.status, outcome.outputs, answer, outcome.error, elapsed_ms,
-                         recovered, context.steps, graph.results, context.next_seq - 1, waiting)
+                         recovered, context.steps, graph.node_results(), context.next_seq - 1,
+                         waiting)
 
     async def _drive(self, graph: GraphExecution, budget_s: float) -> GraphOutcome:
         """Run the graph in this task under the run's time budget.
@@ -136,6 +137,9 @@ class Run:
         self._task = task = asyncio.current_task()
         assert task is not None
         if self._cancel_requested:
+            # What the checkpoint shows unfinished (open questions, nodes interrupted while
+            # running) ends with the run.
+            graph.mark_cancelled()
             return self._cancelled()
         loop = asyncio.get_running_loop()
         # A bare timer rather than asyncio.timeout(): it costs a quarter as much per run.

@@ -47,7 +47,8 @@ class GraphExecution(QuestionsMixin):
                  finished: dict[str, NodeResult] | None = None,
                  skipped: set[str] | None = None, path: str = "",
                  questions: dict[str, OpenQuestion] | None = None,
-                 answers: dict[str, Answer] | None = None):
+                 answers: dict[str, Answer] | None = None,
+                 unfinished: dict[str, NodeResult] | None = None):
         self.context = context
         self.graph = graph
         self.scope = scope
@@ -68,10 +69,14 @@ class GraphExecution(QuestionsMixin):
         self.started: dict[int, float] = {}
         self.started_ts: dict[int, str] = {}
         self.attempts: dict[int, int] = {}
+        self.resolved_inputs: dict[int, dict[str, Any]] = {}  # recorded with each execution
         self.inbox: asyncio.Queue[tuple[int, Any]] | None = None  # made when first needed
         self.answer: str | None = None
         self.outcome: GraphOutcome | None = None
         self.init_questions(questions or {}, answers or {})
+        for node_id, execution in (unfinished or {}).items():
+            if node_id in graph.ids:
+                self._carry_over(graph.ids[node_id], execution)
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -80,8 +85,9 @@ class GraphExecution(QuestionsMixin):
             while True:
                 self._start_ready()
                 if self.outcome is not None:
-                    if self.tasks:
-                        await self._stop_tasks(loud=True)
+                    # Also with no task left: a node between attempts (max_steps) or an open
+                    # question has started and must end too.
+                    await self._stop_tasks(loud=True)
                     self.close_questions()
                     return self.outcome
                 if not self.tasks:
@@ -120,13 +126,34 @@ class GraphExecution(QuestionsMixin):
             self.on_question_report(index, report)
 
     def mark_cancelled(self) -> None:
-        """Record every started node that did not finish as cancelled."""
+        """End every started node execution that did not finish, open questions included,
+        as cancelled: the run stops with them."""
         for index in list(self.started):
             node = self.graph.nodes[index]
             if node.id not in self.results:
+                self.waiting.pop(index, None)
                 self._record(index, "cancelled", None, NodeError(
                     "cancelled", "the run stopped before this node finished",
-                    node.id, self.attempts.get(index)).to_dict())
+                    node.id, self.attempts.get(index)).to_dict(),
+                    self.resolved_inputs.get(index))
+
+    def node_results(self) -> dict[str, NodeResult]:
+        """The graph's node executions so far, open questions as `waiting` (dsl.md §5.10)."""
+        results = dict(self.results)
+        for index, question in self.waiting.items():
+            node = self.graph.nodes[index]
+            results[node.id] = NodeResult(node.id, node.type, "waiting", question.attempts,
+                                          question.inputs, started_at=self.started_ts.get(index))
+        return results
+
+    def _carry_over(self, index: int, execution: NodeResult) -> None:
+        """A node execution that a checkpoint shows started and not ended: it counts as
+        started here, so that it ends cancelled if the run stops before it runs again."""
+        self.started[index] = time.monotonic()
+        self.attempts[index] = execution.attempts
+        self.resolved_inputs[index] = execution.inputs or {}
+        if execution.started_at is not None:
+            self.started_ts[index] = execution.started_at
 
     async def _stop_tasks(self, loud: bool) -> None:
         tasks = list(self.tasks.values())
@@ -178,6 +205,7 @@ class GraphExecution(QuestionsMixin):
             if strategy.pure:
                 self._run_inline(index, node, strategy, inputs)
             else:
+                self.resolved_inputs[index] = inputs
                 self.mailbox()
                 self.tasks[index] = asyncio.create_task(attempt_node(self, index, node, inputs))
 

@@ -53,9 +53,12 @@ class GraphScope:
             scope, owner = scope.parent, scope.owner
         return False
 
-    def classify(self, ref: ParsedReference, node: int, input_names: frozenset[str],
+    def classify(self, ref: ParsedReference, node: int | None, input_names: frozenset[str],
                  template: bool) -> tuple[str, int]:
-        """(kind, depth) of a reference made by node `node`; raise ReferenceProblem if invalid."""
+        """(kind, depth) of a reference made by node `node`; raise ReferenceProblem if invalid.
+
+        With `node` None (a node that has no place in the graph) ancestry is not checked.
+        """
         head, path = ref.head, ref.path
         if head == "sys":
             if not path:

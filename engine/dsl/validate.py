@@ -68,7 +68,13 @@ class NodeInfo:
 
     index: int
     raw: dict[str, Any]
+    # The id the node takes part in the graph under: the one it was given, even when that
+    # breaks the id rule (bad_id is reported once; its edges and references still count).
+    # None when it has no string id, or repeats an earlier node's id.
     id: str | None = None
+    # The node whose place in the graph this node's references are checked from: itself, or
+    # for a duplicate id the first node with that id; None when it has no id to be placed by.
+    place: int | None = None
     strategy: NodeStrategy | None = None
     outputs: dict[str, Any] | None = None
     handles: tuple[str, ...] | None = None
@@ -215,10 +221,14 @@ def _analyse_graph(nodes: list[Any], edges: list[Any], path: str, parent: GraphS
             continue
         if info.id in ids:
             checker.add(f"{path}/nodes/{info.index}/id", "duplicate_id",
-                        f'id "{info.id}" is used by another node')
+                        f'id "{info.id[:100]}" is used by another node')
+            # Edges naming the id go to the first node; the duplicate stays out of the graph
+            # and its references are checked as if it stood there, so that only what would be
+            # wrong anyway is reported beside duplicate_id.
+            info.place = ids[info.id]
             info.id = None
         else:
-            ids[info.id] = info.index
+            ids[info.id] = info.place = info.index
     scope = GraphScope(ids, [info.outputs for info in infos], parent=parent, owner=owner)
     graph = GraphInfo(path, infos, _check_edges(edges, path, ids, infos, checker), scope)
     _check_structure(graph, checker)
@@ -227,10 +237,10 @@ def _analyse_graph(nodes: list[Any], edges: list[Any], path: str, parent: GraphS
         params = info.raw.get("params")
         body = params.get("body") if info.strategy and info.strategy.has_body and \
             isinstance(params, dict) else None
-        if isinstance(body, dict) and info.id is not None:
+        if isinstance(body, dict):
             body_path = f"{path}/nodes/{info.index}/params/body"
             body_nodes, body_edges = _graph_lists(body, body_path, checker)
-            info.body = _analyse_graph(body_nodes, body_edges, body_path, scope, info.index,
+            info.body = _analyse_graph(body_nodes, body_edges, body_path, scope, info.place,
                                        registry, checker)
     return graph
 
@@ -248,9 +258,8 @@ def _check_node(node: Any, index: int, path: str, in_body: bool, registry: Regis
     if "id" not in node:
         checker.add(f"{node_path}/id", "missing_field", '"id" is required')
     else:
-        before = len(checker.problems)
         NODE_ID.check(node["id"], f"{node_path}/id", checker, False)
-        if len(checker.problems) == before:
+        if isinstance(node["id"], str):
             info.id = node["id"]
     node_type = node.get("type")
     if "type" not in node:
@@ -445,13 +454,13 @@ def _check_branch(source: NodeInfo, branch: str | None, edge_path: str,
     if handles is not None:
         if branch is None:
             checker.add(edge_path, "missing_branch",
-                        f'an edge from "{source.id}" must name one of its handles: '
+                        f'an edge from "{_shown(source)}" must name one of its handles: '
                         f'{", ".join(handles)}')
             return False
         allowed = (*handles, "error") if has_error_branch else handles
         if branch not in allowed:
             checker.add(f"{edge_path}/branch", "unknown_branch",
-                        f'"{branch[:100]}" is not a handle of "{source.id}"; use one of '
+                        f'"{branch[:100]}" is not a handle of "{_shown(source)}"; use one of '
                         f'{", ".join(allowed)}')
             return False
         return True
@@ -474,7 +483,7 @@ def _check_structure(graph: GraphInfo, checker: Checker) -> None:
         if not found:
             checker.add(f"{path}/nodes", missing, f"the graph needs a {kind} node")
         elif len(found) > 1:
-            names = ", ".join(f'"{infos[i].id}"' for i in found)
+            names = ", ".join(f'"{_shown(infos[i])}"' for i in found)
             checker.add(f"{path}/nodes", extra, f"the graph has {len(found)} {kind} nodes: {names}")
         else:
             setattr(graph, kind, found[0])
@@ -488,7 +497,7 @@ def _check_structure(graph: GraphInfo, checker: Checker) -> None:
         for component in cycles(count, successors):
             members = set(component)
             first = min(n for s, t, _b, n in graph.edges if s in members and t in members)
-            names = ", ".join(f'"{infos[i].id}"' for i in component)
+            names = ", ".join(f'"{_shown(infos[i])}"' for i in component)
             checker.add(f"{path}/edges/{first}", "cycle", f"the graph has a cycle through {names}")
     else:
         graph.scope.ancestors = ancestor_sets(graph.order, predecessors)
@@ -497,13 +506,18 @@ def _check_structure(graph: GraphInfo, checker: Checker) -> None:
         for info in infos:
             if info.id is not None and not seen[info.index]:
                 checker.add(f"{path}/nodes/{info.index}", "unreachable",
-                            f'no path leads from the start node to "{info.id}"')
+                            f'no path leads from the start node to "{_shown(info)}"')
     if graph.end is not None:
         seen = reachable(count, [graph.end], predecessors)
         for info in infos:
             if info.id is not None and not seen[info.index]:
                 checker.add(f"{path}/nodes/{info.index}", "dead_end",
-                            f'no path leads from "{info.id}" to the end node')
+                            f'no path leads from "{_shown(info)}" to the end node')
+
+
+def _shown(info: NodeInfo) -> str:
+    """A node's id for a message: a bad id may be long."""
+    return str(info.raw.get("id"))[:100]
 
 
 def _check_references(graph: GraphInfo, checker: Checker) -> None:
@@ -517,6 +531,6 @@ def _check_references(graph: GraphInfo, checker: Checker) -> None:
                 if isinstance(part, str):
                     continue
                 try:
-                    graph.scope.classify(part, info.index, input_names, site.template)
+                    graph.scope.classify(part, info.place, input_names, site.template)
                 except ReferenceProblem as problem:
                     checker.add(site.path, problem.code, problem.message)

@@ -20,6 +20,7 @@ from engine.dsl.spec import (
     Str,
     Template,
     ValueExpression,
+    pointer,
 )
 from engine.nodes.base import NodeStrategy
 from engine.nodes.pure import CASE_ID, RESERVED_HANDLES
@@ -37,7 +38,7 @@ class GraphBody(Field):
             return self.wrong_type(value, path, checker, "an object with nodes and edges")
         for key in value:
             if key not in ("nodes", "edges"):
-                checker.add(f"{path}/{key}", "unknown_field", f'unknown field "{key[:100]}"')
+                checker.add(pointer(path, key), "unknown_field", f'unknown field "{key[:100]}"')
         return True
 
     def schema(self) -> dict[str, Any]:

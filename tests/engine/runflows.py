@@ -164,6 +164,23 @@ def finished(events, node):
     return found[0]
 
 
+def unended(events):
+    """Node executions that started and never ended, as (scope, item, node).
+
+    An execution runs from its first `node.started`, through its retries, to one
+    `node.finished` (dsl.md §6); pass a run's whole history, every segment of it.
+    """
+    running = set()
+    for e in events:
+        key = (e["scope"], e["item"], e["data"].get("node"))
+        if e["type"] == "node.started":
+            running.add(key)
+        elif e["type"] == "node.finished":
+            assert key in running, f"{key} finished without having started"
+            running.discard(key)
+    return sorted(running, key=repr)
+
+
 def max_overlap(events, nodes):
     """Most of `nodes` running at once, judged by the order of started/finished events."""
     running = best = 0

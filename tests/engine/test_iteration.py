@@ -26,6 +26,7 @@ from .runflows import (
     run,
     start,
     template,
+    unended,
     until,
     wait,
 )
@@ -425,6 +426,29 @@ async def test_max_steps_counts_each_body_node_exactly_once():
     assert ok.steps == 33
     assert short.status == "failed"
     assert short.error["code"] == "max_steps"
+
+
+async def test_iteration_stopped_by_max_steps_ends_cancelled():
+    result, events = await run(ten_items_of_three_nodes(20), {"items": list(range(10))})
+
+    assert result.error["code"] == "max_steps"
+    done = finished(events, "each")["data"]
+    assert done["status"] == "cancelled"
+    assert position(events, "node.finished", "each") < position(events, "run.finished")
+    assert result.nodes["each"].status == "cancelled"
+    assert result.nodes["each"].inputs == {}
+    assert unended(events) == []
+
+
+async def test_iteration_stopped_by_max_steps_at_concurrency_ends_every_body_execution():
+    doc = over_items(waiting_body(0.05), concurrency=3)
+    doc["settings"] = {"max_steps": 12}
+
+    result, events = await run(doc, {"items": list(range(10))})
+
+    assert result.error["code"] == "max_steps"
+    assert finished(events, "each")["data"]["status"] == "cancelled"
+    assert unended(events) == []
 
 
 async def test_cancel_mid_iteration_stops_the_run_promptly():

@@ -30,6 +30,7 @@ from .runflows import (
     run,
     start,
     template,
+    unended,
     until,
     wait,
 )
@@ -448,6 +449,143 @@ async def test_live_answer_continues_the_branch_without_pausing():
     assert [(e["data"]["node"], e["data"]["by"]) for e in resumed] == [("ask", "ada")]
     assert [e["type"] for e in events].count("run.finished") == 1
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+
+
+# --- a waiting question in the run's nodes ---------------------------------------------------
+
+
+async def test_open_question_is_in_the_nodes_with_status_waiting():
+    result, events = await first_segment(ask_flow(), {"name": "Ada"})
+
+    ask = result.nodes["ask"]
+    assert ask.status == "waiting"
+    assert ask.type == "question"
+    assert ask.attempts == 1
+    assert ask.inputs == {}
+    assert ask.outputs is None and ask.error is None
+    assert ask.started_at == events_of(events, "node.started", "ask")[0]["ts"]
+    assert ask.finished_at is None
+
+
+async def test_question_still_open_after_a_resume_is_in_the_nodes_as_waiting():
+    nodes = [
+        start({"n": "integer"}),
+        question("q1", "First?", inputs={"n": "{{start.n}}"}),
+        question("q2", "Second?"),
+        end({"one": "{{q1.answer}}", "two": "{{q2.answer}}"}),
+    ]
+    edges = [edge("start", "q1"), edge("start", "q2"), edge("q1", "end"), edge("q2", "end")]
+    doc = flow(nodes, edges)
+    first, stored = await first_segment(doc, {"n": 3})
+    assert first.nodes["q1"].inputs == {"n": 3}
+
+    second, _ = await resume(doc, {"n": 3}, stored, [Answer("q2", "a2")])
+
+    assert second.status == "waiting"
+    assert second.nodes["q2"].status == "succeeded"
+    assert second.nodes["q1"].status == "waiting"
+    assert second.nodes["q1"].inputs == {"n": 3}
+    assert second.nodes["q1"].started_at == events_of(stored, "node.started", "q1")[0]["ts"]
+
+
+# --- a run that ends while a question is open --------------------------------------------------
+
+
+async def test_run_failing_while_a_question_is_open_ends_the_question_cancelled():
+    # q waits for an answer; meanwhile w, then t, which fails: a number has no key "x".
+    nodes = [
+        start({"s": "any"}),
+        question("q", "Ok?", inputs={"s": "{{start.s}}"}),
+        wait("w", "{{start.s}}"),
+        template("t", "{{start.s.x}}"),
+        end({"a": "{{q.answer}}", "t": "{{t.text}}"}),
+    ]
+    edges = [edge("start", "q"), edge("q", "end"), edge("start", "w"), edge("w", "t"),
+             edge("t", "end")]
+
+    result, events = await run(flow(nodes, edges), {"s": 0.1})
+
+    assert result.status == "failed"
+    assert result.error["code"] == "bad_path"
+    done = finished(events, "q")["data"]
+    assert done["status"] == "cancelled"
+    assert done["error"]["code"] == "cancelled"
+    assert position(events, "node.finished", "q") < position(events, "run.finished")
+    assert result.waiting == []
+    assert result.nodes["q"].status == "cancelled"
+    assert result.nodes["q"].inputs == {"s": 0.1}
+    assert unended(events) == []
+
+
+async def test_cancel_while_a_question_is_open_ends_the_question_cancelled():
+    the_run, sink, task = launch(two_branches(slow_s=5), {})
+    await until(lambda: events_of(sink.events, "run.waiting"))
+
+    the_run.cancel()
+    result = await asyncio.wait_for(task, 2)
+
+    assert result.status == "cancelled"
+    events = sink.events
+    for name in ("ask", "slow"):
+        assert finished(events, name)["data"]["status"] == "cancelled"
+        assert position(events, "node.finished", name) < position(events, "run.finished")
+    assert result.waiting == []
+    assert result.nodes["ask"].status == "cancelled"
+    assert unended(events) == []
+
+
+async def test_run_timeout_while_a_question_is_open_ends_the_question_cancelled():
+    doc = two_branches(slow_s=5)
+    doc["settings"] = {"timeout_s": 1}
+
+    result, events = await asyncio.wait_for(run(doc, {}), 3)
+
+    assert result.error["code"] == "run_timeout"
+    assert finished(events, "ask")["data"]["status"] == "cancelled"
+    assert result.waiting == []
+    assert unended(events) == []
+
+
+async def test_cancel_requested_before_resuming_ends_the_open_question_cancelled():
+    # The platform cancels a paused run by resuming it with the cancel already requested.
+    doc = ask_flow()
+    _, stored = await first_segment(doc, {"name": "Ada"})
+    sink = CollectingSink()
+    the_run = Run(compile_plan(doc), {"name": "Ada"}, run_id=RUN_ID, sink=sink,
+                  resume=Checkpoint.from_events(stored))
+    the_run.cancel()
+
+    result = await the_run.execute()
+
+    assert result.status == "cancelled"
+    events = sink.events
+    assert [e["type"] for e in events] == ["node.finished", "run.finished"]
+    done = finished(events, "ask")["data"]
+    assert done["status"] == "cancelled"
+    assert done["attempts"] == 1
+    assert events[-1]["data"]["status"] == "cancelled"
+    assert result.waiting == []
+    assert result.nodes["ask"].status == "cancelled"
+    assert result.nodes["ask"].inputs == {}
+    everything = stored + events
+    assert [e["seq"] for e in everything] == list(range(1, len(everything) + 1))
+    assert unended(everything) == []
+
+
+async def test_cancel_requested_before_resuming_with_an_answer_still_cancels():
+    doc = ask_flow()
+    _, stored = await first_segment(doc, {"name": "Ada"})
+    sink = CollectingSink()
+    the_run = Run(compile_plan(doc), {"name": "Ada"}, run_id=RUN_ID, sink=sink,
+                  resume=Checkpoint.from_events(stored), answers=[Answer("ask", "ok", "yes")])
+    the_run.cancel()
+
+    result = await the_run.execute()
+
+    assert result.status == "cancelled"
+    assert finished(sink.events, "ask")["data"]["status"] == "cancelled"
+    assert not events_of(sink.events, "run.resumed")
+    assert unended(stored + sink.events) == []
 
 
 # --- timeouts ---------------------------------------------------------------------------------

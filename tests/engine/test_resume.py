@@ -31,6 +31,7 @@ from .runflows import (
     edge,
     end,
     events_of,
+    finished,
     flow,
     if_else,
     launch,
@@ -38,6 +39,7 @@ from .runflows import (
     run,
     start,
     template,
+    unended,
     until,
     wait,
 )
@@ -221,3 +223,44 @@ async def test_branch_decisions_and_skips_survive_the_interruption():
             if e["type"] in ("node.finished", "node.skipped") and e["data"]["node"] == node
         ]
         assert len(ends) == 1, node
+
+
+# --- a resumed run that ends before an interrupted node runs again ---------------------------
+
+
+async def test_cancel_requested_before_resuming_ends_the_interrupted_node_cancelled():
+    # The platform cancels a run nobody executes by resuming it with the cancel requested.
+    doc = linear(wait("w", 5, inputs={"who": "{{start.name}}"}), inputs={"name": "string"})
+    run_id = str(uuid.uuid4())
+    stored = await interrupt(doc, INPUTS, run_id, started("w"))
+    sink = CollectingSink()
+    resumed = Run(compile_plan(doc), INPUTS, run_id=run_id, sink=sink,
+                  resume=Checkpoint.from_events(stored))
+    resumed.cancel()
+
+    result = await asyncio.wait_for(resumed.execute(), timeout=10)
+
+    assert result.status == "cancelled"
+    assert [e["type"] for e in sink.events] == ["node.finished", "run.finished"]
+    done = finished(sink.events, "w")["data"]
+    assert done["status"] == "cancelled"
+    assert done["attempts"] == 1
+    assert result.nodes["w"].status == "cancelled"
+    assert result.nodes["w"].inputs == {"who": "Ada"}
+    assert unended(stored + sink.events) == []
+
+
+async def test_interrupted_node_that_cannot_run_again_ends_cancelled():
+    # start, a and w spend the 3 steps before the interruption; w's rerun finds none left.
+    doc = linear_flow()
+    doc["settings"] = {"max_steps": 3}
+    run_id = str(uuid.uuid4())
+    stored = await interrupt(doc, INPUTS, run_id, started("w"))
+
+    result, new = await resume(doc, INPUTS, run_id, stored)
+
+    assert result.error["code"] == "max_steps"
+    assert not events_of(new, "node.started", "w")
+    assert finished(new, "w")["data"]["status"] == "cancelled"
+    assert result.nodes["w"].status == "cancelled"
+    assert unended(stored + new) == []

@@ -30,6 +30,7 @@ from .runflows import (
     run,
     start,
     template,
+    unended,
     until_event,
     wait,
 )
@@ -562,6 +563,24 @@ async def test_retries_count_as_steps():
     assert all(e["data"]["status"] != "succeeded" for e in events_of(events, "node.finished", "w"))
 
 
+async def test_node_stopped_by_max_steps_between_attempts_ends_cancelled():
+    # start and two attempts of w use the 3 steps; the third attempt finds none left.
+    retry = {"max_attempts": 3, "backoff_ms": 0}
+    doc = linear(wait("w", 1, timeout_s=0.05, retry=retry), max_steps=3)
+
+    result, events = await run(doc)
+
+    assert result.error["code"] == "max_steps"
+    done = finished(events, "w")["data"]
+    assert done["status"] == "cancelled"
+    assert done["error"]["code"] == "cancelled"
+    assert done["attempts"] == 2
+    assert position(events, "node.finished", "w") < position(events, "run.finished")
+    assert result.nodes["w"].status == "cancelled"
+    assert result.nodes["w"].attempts == 2
+    assert unended(events) == []
+
+
 # --- cancellation ------------------------------------------------------------------------
 
 
@@ -584,6 +603,20 @@ async def test_cancel_ends_the_run_promptly_and_cancels_the_running_wait():
     assert events[-1]["data"]["status"] == "cancelled"
     assert events[-1]["data"]["error"]["code"] == "cancelled"
     assert_well_formed(events)
+
+
+async def test_cancelled_node_keeps_its_resolved_inputs():
+    doc = linear(wait("long", 5, inputs={"why": "{{start.name}}", "n": [1, "{{start.name}}"]}),
+                 inputs={"name": "string"})
+    the_run, sink, task = launch(doc, {"name": "Ada"})
+    await until_event(sink, "node.started", "long")
+    the_run.cancel()
+    result = await asyncio.wait_for(task, timeout=2)
+
+    assert result.nodes["long"].status == "cancelled"
+    assert result.nodes["long"].inputs == {"why": "Ada", "n": [1, "Ada"]}
+    started = events_of(sink.events, "node.started", "long")[0]
+    assert result.nodes["long"].inputs == started["data"]["inputs"]
 
 
 # --- events ------------------------------------------------------------------------------
@@ -711,6 +744,10 @@ DECLARED = {
         ({"name": "Ada", "tags": "a"}, "/tags"),
         ({"name": "Ada", "tags": ["a", 1]}, "/tags"),
         ({"name": "Ada", "meta": []}, "/meta"),
+        # A JSON Pointer escapes "~" as "~0" and "/" as "~1" (RFC 6901).
+        ({"name": "Ada", "a/b": 1}, "/a~1b"),
+        ({"name": "Ada", "x~y": 1}, "/x~0y"),
+        ({"name": "Ada", "~/": 1}, "/~0~1"),
     ],
 )
 async def test_invalid_inputs_are_refused_before_any_event(inputs, path):

@@ -116,6 +116,15 @@ def test_unknown_key_in_iteration_body_is_unknown_field():
     assert ("/nodes/1/params/body/extra", "unknown_field") in check(iteration_flow(graph))
 
 
+def test_unknown_key_in_iteration_body_is_reported_at_an_escaped_pointer():
+    graph = {**simple_body(), "a/b": 1, "c~d": 2}
+    found = check(iteration_flow(graph))
+    assert found == {
+        ("/nodes/1/params/body/a~1b", "unknown_field"),
+        ("/nodes/1/params/body/c~0d", "unknown_field"),
+    }
+
+
 def test_unknown_end_param_is_unknown_field():
     doc = linear(end_node=node("end", "end", params={"answr": "typo"}))
     assert check(doc) == {("/nodes/1/params/answr", "unknown_field")}
@@ -454,6 +463,80 @@ def test_duplicate_node_id_in_iteration_body_is_duplicate_id():
     problems = validate_document(iteration_flow(graph))
     paths = ("/nodes/1/params/body/nodes/2/id", "/nodes/1/params/body/nodes/2")
     assert has(problems, "duplicate_id", *paths), show(problems)
+
+
+@pytest.mark.parametrize(
+    "bad", ["A", "1st", "with-dash", "", "a" * 65, "sys", "item", "index"]
+)
+def test_bad_id_is_the_only_problem_of_a_node_that_is_otherwise_fine(bad):
+    # The node still takes part under the id it was given: its edges, its place in the
+    # graph and its references are as good as they would be with a valid id.
+    doc = linear(template(bad, "{{start.name}}"))
+    assert check(doc) == {("/nodes/1/id", "bad_id")}
+
+
+def test_bad_id_node_still_gets_its_real_graph_problems():
+    doc = flow(
+        [start(name="string"), template("A", "{{start.name}}"), template("b"), end()],
+        [edge("start", "b"), edge("b", "end"), edge("A", "end")],
+    )
+    assert check(doc) == {("/nodes/1/id", "bad_id"), ("/nodes/1", "unreachable"),
+                          ("/nodes/1/params/template", "not_an_ancestor")}
+
+
+def test_duplicate_id_is_the_only_problem_when_both_nodes_are_otherwise_fine():
+    doc = flow(
+        [start(name="string"), template("a", "{{start.name}}"), template("a", "{{start.name}}"),
+         end()],
+        [edge("start", "a"), edge("a", "end")],
+    )
+    assert check(doc) == {("/nodes/2/id", "duplicate_id")}
+
+
+def test_duplicate_keeps_the_reference_problems_it_would_have_in_the_first_ones_place():
+    doc = flow(
+        [start(name="string"), template("a", "{{start.name}}"),
+         template("a", "{{ghost.text}} {{end.x}} {{start.nme}}"), end()],
+        [edge("start", "a"), edge("a", "end")],
+    )
+    assert check(doc) == {
+        ("/nodes/2/id", "duplicate_id"),
+        ("/nodes/2/params/template", "unknown_reference"),
+        ("/nodes/2/params/template", "not_an_ancestor"),
+        ("/nodes/2/params/template", "unknown_output"),
+    }
+
+
+def test_duplicate_iteration_node_has_its_body_checked():
+    graph = body([body_start(), template("inner", "{{start.name}} {{nosuch.x}}"), end()],
+                 chain("bstart", "inner", "end"))
+    doc = flow(
+        [start(name="string"), template("each"), node("each", "iteration",
+                                                      params={"items": [1], "body": graph}),
+         end()],
+        [edge("start", "each"), edge("each", "end")],
+    )
+    assert check(doc) == {
+        ("/nodes/2/id", "duplicate_id"),
+        ("/nodes/2/params/body/nodes/1/params/template", "unknown_reference"),
+    }
+
+
+@pytest.mark.parametrize("node_id", [None, 5, ["a"]])
+def test_node_without_a_usable_id_gets_no_reference_problems_from_its_place(node_id):
+    # Such a node cannot be on any edge, so it is no node's descendant: saying so would
+    # only repeat its id problem. References that are wrong wherever it stands still count.
+    broken = template("x", "{{start.name}} {{ghost.text}}")
+    if node_id is None:
+        del broken["id"]
+    else:
+        broken["id"] = node_id
+    doc = flow([start(name="string"), broken, template("b"), end()], chain("start", "b", "end"))
+    found = check(doc)
+    assert ("/nodes/1/params/template", "not_an_ancestor") not in found
+    assert ("/nodes/1/params/template", "unknown_reference") in found
+    assert {code for _, code in found} == {
+        "missing_field" if node_id is None else "wrong_type", "unknown_reference"}
 
 
 @pytest.mark.parametrize("type_", ["teleport", "Template", "", "subFlow"])
