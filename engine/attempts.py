@@ -87,7 +87,6 @@ async def attempt_node(graph: GraphExecution, index: int, node: PlanNode,
                 holding = True
             if attempt == 1:
                 graph.started[index] = time.monotonic()
-                graph.started_ts[index] = context.clock.now()
             graph.attempts[index] = attempt
             try:
                 error, outputs = await _attempt(graph, node, strategy, inputs, attempt)
@@ -123,6 +122,8 @@ async def _attempt(graph: GraphExecution, node: PlanNode, strategy: Any,
     context = graph.context
     graph.emit("node.started", {"node": node.id, "type": node.type, "attempt": attempt,
                                 "inputs": capped(inputs)})
+    if attempt == 1:  # the execution's start is its first node.started, to the millisecond
+        graph.started_ts[node.index] = context.last_ts
     graph.logs.pop(node.index, None)  # each attempt records its own output
     call = NodeCall(node, inputs, graph.scope, attempt, context.services, graph.chunk,
                     f"{context.run_id}{graph.path}/{node.id}", context.run_id, graph.item,
