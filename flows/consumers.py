@@ -39,6 +39,7 @@ from flows.api import serializers as s
 from flows.api.exceptions import flatten
 from flows.errors import ServiceError
 from flows.fanout import run_watchers
+from flows.jsontext import InvalidJSON, strict_json_loads
 from flows.models import Run, RunEvent
 
 logger = logging.getLogger(__name__)
@@ -287,15 +288,20 @@ class RunConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.done:
             return
+        # Read as strictly as a request body (flows/jsontext.py): what is refused there
+        # is refused here.
         message: Any = _NOT_JSON
+        problem = "a message must be JSON text"
         if text_data is not None:
-            with contextlib.suppress(ValueError):
-                message = json.loads(text_data)
+            try:
+                message = strict_json_loads(text_data)
+            except InvalidJSON as error:
+                problem = f"the message is {error}"
         if self.user is None:
             await self._authenticate(message)
             return
         if message is _NOT_JSON:
-            await self._send_json(error_frame("invalid_json", "a message must be JSON text"))
+            await self._send_json(error_frame("invalid_json", problem))
             return
         if not isinstance(message, dict):
             await self._send_json(error_frame("invalid_request", "a message must be an object"))

@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from flows import services
 from flows.admin.display import problem_line
 from flows.errors import ServiceError
+from flows.jsontext import InvalidJSON, strict_json_loads
 from flows.models import Flow
 
 MAX_DOCUMENT_BYTES = 2 * 1024 * 1024  # the API's body limit (api.md)
@@ -74,8 +75,8 @@ class ImportForm(forms.Form):
         if upload.size > MAX_DOCUMENT_BYTES:
             raise forms.ValidationError("the file is over 2 MiB", code="too_large")
         try:
-            return json.loads(upload.read().decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as error:
+            return strict_json_loads(upload.read().decode("utf-8"))
+        except (UnicodeDecodeError, InvalidJSON) as error:
             raise forms.ValidationError(f"the file is not JSON: {error}",
                                         code="invalid_json") from error
 

@@ -13,9 +13,14 @@ from flows.lookup import flow_index
 from flows.models import Flow, Run
 from flows.services.documents import SLUG_PATTERN
 
+# As long as the longest name (Flow.name), longer than any slug. SQLite refuses a LIKE
+# pattern of 50,000 bytes ("too complex"): a longer search is refused on every backend alike.
+SEARCH_MAX = 200
+
 
 class FlowFilter(django_filters.FilterSet):
-    q = django_filters.CharFilter(method="search", label="Name or slug contains")
+    q = django_filters.CharFilter(method="search", max_length=SEARCH_MAX,
+                                  label="Name or slug contains")
 
     class Meta:
         model = Flow

@@ -2,7 +2,6 @@
 
 from django.urls import path, re_path
 from django.views.decorators.csrf import csrf_exempt
-from drf_spectacular.views import SpectacularSwaggerView
 
 from flows.api import exceptions, views
 
@@ -23,7 +22,7 @@ urlpatterns = [
     path("runs/<str:run_id>/cancel/", views.RunCancel.as_view(), name="api-run-cancel"),
     path("dsl/schema/", views.DslSchema.as_view(), name="api-dsl-schema"),
     path("schema/", views.OpenApiSchema.as_view(), name="api-schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("docs/", views.DocsPage.as_view(url_name="api-schema"), name="api-docs"),
     # Anything else under /api/ (ending in a slash, so that CommonMiddleware still adds a
     # missing one) is a 404 in the error shape, whatever the method and whether DEBUG is on.
     re_path(r"^.*/$", csrf_exempt(exceptions.page_not_found), name="api-nothing"),

@@ -14,10 +14,11 @@ from drf_spectacular.renderers import (
 )
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from drf_spectacular.views import SpectacularAPIView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework import generics, status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -255,15 +256,32 @@ class RunCancel(ActionView):
 # --- Documentation ----------------------------------------------------------------------------
 
 
-class OpenApiSchema(SpectacularAPIView):
+class Documentation:
+    """A documentation endpoint: read-only (GET and HEAD; anything else is 405), and every
+    refusal in the API's error shape as JSON, whatever renders its page (HTML, YAML)."""
+
+    http_method_names = ["get", "head"]
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if getattr(response, "exception", False):
+            response.accepted_renderer = JSONRenderer()
+            response.accepted_media_type = JSONRenderer.media_type
+        return response
+
+
+class OpenApiSchema(Documentation, SpectacularAPIView):
     """The OpenAPI document, in JSON unless YAML is asked for (`?format=yaml` or Accept)."""
 
     renderer_classes = [OpenApiJsonRenderer2, OpenApiJsonRenderer, OpenApiYamlRenderer,
                         OpenApiYamlRenderer2]
 
 
+class DocsPage(Documentation, SpectacularSwaggerView):
+    """The interactive page of the OpenAPI document (assets served by the project)."""
 
-class DslSchema(APIView):
+
+class DslSchema(Documentation, APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
 

@@ -15,6 +15,8 @@ from typing import Any
 
 from django import forms
 
+from flows.jsontext import InvalidJSON, strict_json_loads
+
 INTEGER = re.compile(r"^[+-]?\d+$")
 NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 JSON_TYPES = ("object", "array", "any")
@@ -131,11 +133,10 @@ class JSONTextField(forms.CharField):
         if value is None or not value.strip():
             return EMPTY
         try:
-            return json.loads(value)
-        except ValueError as error:
-            raise forms.ValidationError(
-                f"not valid JSON ({error.msg} at line {error.lineno}, column {error.colno}); "
-                'a text goes in double quotes: "like this"', code="wrong_type") from error
+            return strict_json_loads(value)
+        except InvalidJSON as error:
+            raise forms.ValidationError(f'{error}; a text goes in double quotes: "like this"',
+                                        code="wrong_type") from error
 
 
 class VersionForm(forms.Form):

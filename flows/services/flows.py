@@ -19,22 +19,31 @@ from flows.services.documents import (
     store_document,
 )
 
+# Tries at a slug made from the name: a concurrent create of the same name takes the slug
+# chosen here before this one stores its flow, and the next choice sees it taken. Each try
+# loses only to a flow stored meanwhile, so this is far more than concurrent creates need.
+SLUG_TRIES = 20
+
 
 def create_flow(owner: Any, dsl: Any, slug: str | None = None) -> Flow:
-    """A new flow whose draft is `dsl`; `name` and `description` come from the document."""
+    """A new flow whose draft is `dsl`; `name` and `description` come from the document.
+
+    Without a slug it is made from the name, with the next numeric suffix when a concurrent
+    create took the one chosen (api.md); a slug given and taken answers 409 `slug_taken`."""
     if slug is not None:
         check_slug(slug)
     check_dsl(owner, dsl, slug)
-    if slug is None:
-        slug = slug_from_name(owner, dsl["name"])
-    try:
-        with transaction.atomic():
-            return Flow.objects.create(
-                owner=owner, slug=slug, name=dsl["name"],
-                description=dsl.get("description", ""), draft=dsl,
-                draft_hash=document_digest(dsl))
-    except IntegrityError as error:
-        raise ServiceError(409, "slug_taken", f'the slug "{slug}" is taken') from error
+    for _ in range(1 if slug is not None else SLUG_TRIES):
+        chosen = slug if slug is not None else slug_from_name(owner, dsl["name"])
+        try:
+            with transaction.atomic():
+                return Flow.objects.create(
+                    owner=owner, slug=chosen, name=dsl["name"],
+                    description=dsl.get("description", ""), draft=dsl,
+                    draft_hash=document_digest(dsl))
+        except IntegrityError:
+            pass  # the (owner, slug) pair was stored meanwhile: choose again
+    raise ServiceError(409, "slug_taken", f'the slug "{chosen}" is taken')
 
 
 def update_flow(flow: Flow, dsl: Any) -> Flow:

@@ -240,6 +240,18 @@ def test_importing_an_invalid_file_lists_each_problem_and_creates_nothing(staff_
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("content", [b'{"name": "a\\u0000b"}', b'{"name": "\\ud800"}',
+                                     b"[" * 100_000])
+def test_importing_json_no_database_can_store_is_a_form_error(staff_client, owner, content):
+    response = staff_client.post(reverse("admin:flows_flow_import"),
+                                 {"file": upload(content), "owner": "ada"})
+
+    assert response.status_code == 200
+    assert "the file is not JSON" in response.content.decode()
+    assert not Flow.objects.exists()
+
+
+@pytest.mark.django_db
 def test_importing_a_file_that_is_not_json_is_a_form_error(staff_client, owner):
     response = staff_client.post(reverse("admin:flows_flow_import"),
                                  {"file": upload(b"{nope"), "owner": "ada"})

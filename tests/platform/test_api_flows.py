@@ -1,10 +1,14 @@
 """Flows over the API: create, read, replace, delete, validate, publish, versions, export."""
 
+import threading
+
 import pytest
+from django.db import connection
 
 from flows.models import Document, Flow, FlowVersion
+from flows.services import flows as flow_services
 
-from .factories import assert_error, flow, no_rows_change, run, sample
+from .factories import api_client, assert_error, flow, no_rows_change, run, sample
 
 pytestmark = pytest.mark.django_db
 
@@ -35,6 +39,89 @@ def test_a_slug_is_made_from_the_name_when_none_is_given(api):
     assert first["slug"] == "creme-brulee-unicode"
     assert second["slug"] == "creme-brulee-unicode-2"
     assert nothing_left["slug"].startswith("flow-") and len(nothing_left["slug"]) == 11
+
+
+def test_a_slug_taken_while_the_flow_is_created_gets_the_next_suffix(api, owner, monkeypatch):
+    """The free slug is chosen, then another request takes it before this one stores its
+    flow: api.md promises a numeric suffix, not a 409."""
+    choose = flow_services.slug_from_name
+    flow(owner, "hello", slug="hello")
+    chosen = []
+
+    def raced(who, name):  # what was free when this request looked, taken by now
+        chosen.append(name)
+        return "hello" if len(chosen) == 1 else choose(who, name)
+
+    monkeypatch.setattr(flow_services, "slug_from_name", raced)
+
+    response = api.post("/api/flows/", {"dsl": sample("hello")})
+
+    assert response.status_code == 201, response.content
+    assert response.json()["slug"] == "hello-2"
+    assert len(chosen) == 2
+    assert sorted(Flow.objects.values_list("slug", flat=True)) == ["hello", "hello-2"]
+
+
+def test_a_slug_that_stays_taken_ends_in_409_after_a_few_tries(api, owner, monkeypatch):
+    flow(owner, "hello", slug="hello")
+    chosen = []
+    monkeypatch.setattr(flow_services, "slug_from_name",
+                        lambda who, name: chosen.append(name) or "hello")
+
+    with no_rows_change():
+        response = api.post("/api/flows/", {"dsl": sample("hello")})
+
+    assert_error(response, 409, "slug_taken")
+    assert 1 < len(chosen) <= 100
+
+
+def concurrently(clients, request):
+    """`request(client)` on every client at once, each in its own thread; the responses."""
+    barrier = threading.Barrier(len(clients))
+    answers = []
+
+    def send(client):
+        try:
+            barrier.wait()
+            answers.append(request(client))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send, args=(client,)) for client in clients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(answers) == len(clients)
+    return answers
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_creates_without_a_slug_each_get_a_free_one(owner):
+    clients = [api_client(owner) for _ in range(8)]
+
+    answers = concurrently(clients, lambda client: client.post(
+        "/api/flows/", {"dsl": sample("hello")}))
+
+    assert [response.status_code for response in answers] == [201] * 8, \
+        [response.content for response in answers]
+    slugs = sorted((response.json()["slug"] for response in answers), key=len)
+    assert set(slugs) == {"hello", *(f"hello-{n}" for n in range(2, 9))}
+    assert Flow.objects.filter(owner=owner).count() == 8
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_creates_with_the_same_slug_make_one_flow(owner):
+    clients = [api_client(owner) for _ in range(8)]
+
+    answers = concurrently(clients, lambda client: client.post(
+        "/api/flows/", {"slug": "hello", "dsl": sample("hello")}))
+
+    assert sorted(response.status_code for response in answers) == [201] + [409] * 7
+    for response in answers:
+        if response.status_code == 409:
+            assert_error(response, 409, "slug_taken")
+    assert list(Flow.objects.values_list("slug", flat=True)) == ["hello"]
 
 
 def test_a_null_slug_means_none_given(api):

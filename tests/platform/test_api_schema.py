@@ -9,6 +9,8 @@ from django.core.management import call_command
 
 from engine import document_json_schema
 
+from .factories import assert_error
+
 pytestmark = pytest.mark.django_db
 
 
@@ -60,3 +62,32 @@ def test_the_dsl_schema_is_the_engines(anonymous):
 
     assert response.status_code == 200
     assert response.json() == document_json_schema()
+
+
+DOCUMENTATION = ["/api/docs/", "/api/schema/", "/api/dsl/schema/"]
+
+
+@pytest.mark.parametrize("path", DOCUMENTATION)
+@pytest.mark.parametrize("method", ["post", "put", "patch", "delete", "options"])
+def test_the_documentation_is_read_only_and_refuses_in_the_error_shape(anonymous, api, path,
+                                                                      method):
+    for client in (anonymous, api):
+        response = getattr(client, method)(path, {"dsl": {}})
+
+        assert response["Content-Type"] == "application/json", response.content[:200]
+        assert_error(response, 405, "method_not_allowed")
+        assert set(response["Allow"].replace(" ", "").split(",")) == {"GET", "HEAD"}
+
+
+@pytest.mark.parametrize("path", DOCUMENTATION)
+def test_the_documentation_answers_head(anonymous, path):
+    response = anonymous.head(path)
+
+    assert response.status_code == 200
+
+
+def test_the_docs_page_refuses_what_it_cannot_render_in_the_error_shape(anonymous):
+    response = anonymous.get("/api/docs/", HTTP_ACCEPT="application/json")
+
+    assert response["Content-Type"] == "application/json"
+    assert_error(response, 406, "not_acceptable")

@@ -238,6 +238,18 @@ def test_the_start_form_has_one_field_per_input_with_its_type(typed, browser):
     assert options == [{"value": "draft", "selected": None}]  # nothing published yet
 
 
+@pytest.mark.parametrize("typed_json", ['"a\\u0000b"', '"\\ud800"', "NaN", "[" * 100_000])
+def test_json_inputs_the_api_would_refuse_are_refused_by_the_form_too(typed, browser,
+                                                                     typed_json):
+    response = browser.post("/flows/typed/run/", {
+        "version": "draft", "input-title": "t", "input-options": typed_json})
+
+    assert response.status_code == 200
+    page = html.unescape(response.content.decode())
+    assert 'data-problem="options"' in page and "JSON" in page
+    assert Run.objects.count() == 0
+
+
 def test_invalid_inputs_show_each_problem_next_to_its_field_and_start_nothing(typed, browser):
     response = browser.post("/flows/typed/run/", {
         "version": "draft", "input-title": "", "input-count": "2.5", "input-ratio": "x",

@@ -500,6 +500,50 @@ async def test_refused_messages_get_error_frames_and_the_socket_stays_open(owner
     assert frames[-1]["data"]["outputs"]["result"] == "Discarded (no thanks)"
 
 
+UNACCEPTABLE_FRAMES = [
+    "[" * 100_000 + "]" * 100_000,
+    "[" * 300 + "]" * 300,
+    '{"type": "answer", "answer": "a\\u0000b", "option": "yes"}',
+    '{"type": "answer", "answer": "x", "option": "yes", "node\\u0000": "ask"}',
+    '{"type": "answer", "answer": "\\ud800", "option": "yes"}',
+    '{"type": "answer", "answer": "x", "option": "\\udfff"}',
+    '{"type": "answer", "answer": NaN, "option": "yes"}',
+    '{"type": "answer", "answer": 1e999, "option": "yes"}',
+]
+
+
+async def test_frames_are_read_as_strictly_as_request_bodies(owner, key):
+    run = await settle(await start(owner, sample("approval"), {"request": "refund"}))
+    ws = await socket(run.pk, token=key)
+    await until_type(ws, "run.waiting")
+
+    for text in UNACCEPTABLE_FRAMES:
+        await ws.send_to(text_data=text)
+        got = await frame(ws, 5)
+        assert got["type"] == "error", (text[:60], got)
+        assert set(got["error"]) == {"code", "message", "details"}
+        assert got["error"]["code"] == "invalid_json", (text[:60], got)
+    await run.arefresh_from_db()
+    assert run.status == "waiting" and not run.pending_answers and run.answer is None
+
+    # Still open, and still listened to.
+    await ws.send_json_to({"type": "answer", "answer": "fine \U0001f600", "option": "yes"})
+    frames, code = await collect(ws)
+    assert code == 1000
+    assert frames[-1]["data"]["outputs"]["result"].startswith("Sent: ")
+
+
+@pytest.mark.parametrize("first", [
+    *UNACCEPTABLE_FRAMES[:2],
+    '{"type": "auth", "token": "\\ud800"}', '{"type": "auth", "token": "a\\u0000"}'])
+async def test_an_unacceptable_first_frame_closes_4401(owner, key, first):
+    run = await settle(await start(owner, sample("hello"), {"name": "Ada"}))
+    ws = await socket(run.pk)
+    await ws.send_to(text_data=first)
+    assert await frame(ws, 5) == ("closed", 4401)
+    await ws.disconnect()
+
+
 async def test_cancel_over_the_socket_cancels_a_running_run(owner, key):
     run = await start(owner, sample("fanout"), {})
     ws = await socket(run.pk, token=key)
