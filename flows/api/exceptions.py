@@ -12,6 +12,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, JsonResponse
+from django.urls import Resolver404, resolve
 from django.views import defaults
 from rest_framework import exceptions
 from rest_framework.response import Response
@@ -115,8 +116,10 @@ def bad_request(request, exception):
 
 def page_not_found(request, exception=None, **kwargs):
     if _is_api(request):
-        return JsonResponse(error_body("not_found", f"there is nothing at {request.path}"),
-                            status=404)
+        message = f"there is nothing at {request.path}"
+        if not request.path.endswith("/") and _resolves(f"{request.path_info}/"):
+            message += f"; the API's paths end with a slash: {request.path}/"
+        return JsonResponse(error_body("not_found", message), status=404)
     return defaults.page_not_found(request, exception)
 
 
@@ -125,3 +128,11 @@ def server_error(request):
         return JsonResponse(error_body("server_error", "the server failed to answer; the "
                                                        "error was logged"), status=500)
     return defaults.server_error(request)
+
+
+def _resolves(path: str) -> bool:
+    try:
+        resolve(path)
+    except Resolver404:
+        return False
+    return True

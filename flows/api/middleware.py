@@ -7,6 +7,7 @@ import io
 from django.conf import settings
 from django.core.handlers.wsgi import WSGIRequest
 from django.http import JsonResponse
+from django.middleware import common as django_common
 
 from flows.api.exceptions import too_large_body
 
@@ -63,3 +64,15 @@ def read_unsized_body(request, limit: int | None) -> bool:
     request._read_started = False
     request.META["CONTENT_LENGTH"] = str(len(body))
     return True
+
+
+class CommonMiddleware(django_common.CommonMiddleware):
+    """Django's, without the trailing-slash redirect for API writes: a 301 turns a client's
+    POST into a GET with an empty body (and with DEBUG, Django raises instead). Such a request
+    without its slash is a 404 in the error shape that names the right path; a GET is still
+    redirected."""
+
+    def should_redirect_with_slash(self, request) -> bool:
+        if request.path_info.startswith("/api/") and request.method not in ("GET", "HEAD"):
+            return False
+        return super().should_redirect_with_slash(request)

@@ -153,3 +153,33 @@ def test_a_json_only_client_gets_json_errors(api):
 
     assert response["Content-Type"] == "application/json"
     assert_error(response, 404, "not_found")
+
+
+PATHS_WITHOUT_SLASH = [("post", "/api/flows"), ("put", "/api/flows/hello"),
+                       ("post", "/api/flows/hello/publish")]
+
+
+@pytest.mark.parametrize(("method", "path"), PATHS_WITHOUT_SLASH)
+def test_a_write_without_its_slash_is_a_404_that_names_the_right_path(api, method, path):
+    """Not a redirect: a 301 turns a POST into a GET with an empty body."""
+    response = getattr(api, method)(path, {})
+
+    assert response.status_code == 404
+    error = response.json()["error"]
+    assert error["code"] == "not_found"
+    assert error["message"].endswith(f"the API's paths end with a slash: {path}/")
+
+
+@pytest.mark.parametrize(("method", "path"), PATHS_WITHOUT_SLASH)
+def test_with_debug_on_a_path_without_its_slash_is_a_404_too(api, settings, method, path):
+    """Django's slash redirect raises for a POST with DEBUG on (a 500); its debug 404 page
+    is what DEBUG shows for any path that is not there."""
+    settings.DEBUG = True
+
+    assert getattr(api, method)(path, {}).status_code == 404
+
+
+def test_the_pages_still_add_the_missing_slash(client):
+    response = client.get("/flows")
+
+    assert response.status_code == 301 and response["Location"] == "/flows/"
