@@ -58,8 +58,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Secrets and hosts ----------------------------------------------------------------------
 
 SECRET_KEY = env_str("SECRET_KEY")
-if SECRET_KEY is not None and len(SECRET_KEY) < 50:
-    raise ImproperlyConfigured("SECRET_KEY must be at least 50 characters long.")
+if SECRET_KEY is not None and (len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5):
+    raise ImproperlyConfigured(
+        "SECRET_KEY must be at least 50 characters long, and random (at least 5 different "
+        "characters).")
 if SECRET_KEY is None:
     if DATABASE_URL and not DEBUG:
         raise ImproperlyConfigured(

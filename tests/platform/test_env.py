@@ -206,3 +206,14 @@ def test_a_bad_http_allow_list_stops_the_start_instead_of_every_run():
 
     assert result.returncode != 0
     assert "HTTP_ALLOW_HOSTS: 'http://a.example' is not a host name" in result.stderr
+
+
+@pytest.mark.parametrize("key", [" " * 60, "a" * 49, "ab" * 40])
+def test_a_secret_key_that_is_short_or_not_random_stops_the_start(key):
+    environment = {**os.environ, "SECRET_KEY": key, "DJANGO_SETTINGS_MODULE": "astron.settings"}
+
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=BASE_DIR,
+                            env=environment, capture_output=True, text=True, timeout=60)
+
+    assert result.returncode != 0
+    assert "SECRET_KEY must be at least 50 characters long" in result.stderr

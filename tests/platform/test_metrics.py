@@ -289,7 +289,7 @@ def test_with_silk_on_its_pages_are_for_staff_only(tmp_path):
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("OTEL_", "PYTEST_")) and k not in ("REDIS_URL",)}
     env.update(SILK="true", SILK_INTERCEPT_PERCENT="100", DATABASE_URL=f"sqlite:///{tmp_path}/s.db",
-               SECRET_KEY="s" * 60, CODE_WORKERS="0", ALLOWED_HOSTS="testserver")
+               SECRET_KEY="silk-test-" * 6, CODE_WORKERS="0", ALLOWED_HOSTS="testserver")
     code = """
 import os, django
 os.environ['DJANGO_SETTINGS_MODULE'] = 'astron.settings'
