@@ -34,11 +34,10 @@ class PlatformFlowRunner:
                     lineage=(*request.lineage, request.flow),
                     sink=self.executor.sink_for(row, plan),
                     services=self.executor.services_for(self.owner_id, run_id))
-        keeper = self.executor.keep_lease(run_id, child)
-        try:
+        # Live here like a top-level run: a cancel of the child itself (the API, its page)
+        # reaches it, not only one of its parent.
+        with self.executor.live(run_id, child):
             result = await run_cancelling_with_parent(child)
-        finally:
-            keeper.cancel()
         if result.status == "waiting":
             await db(end_child, row.pk, "the child run asked a question: a subflow cannot wait")
         await db(release, run_id, self.executor.worker)

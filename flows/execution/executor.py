@@ -9,16 +9,18 @@ loop takes over runs whose worker died and wakes waiting runs whose deadline pas
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import threading
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connections
 from django.utils import timezone
 
-from engine import Checkpoint, Plan, Run
+from engine import Checkpoint, Plan, Run, RunResult
 from engine.ports import Services
 from engine.questions import Answer, AnswerRefused
 from flows.execution import leases
@@ -167,23 +169,29 @@ class Executor:
                          answers=answers, depth=row.depth)
         if row.cancel_requested:
             engine_run.cancel()
-        self._live[run_id] = (engine_run, row.answer_serial)
-        keeper = self.keep_lease(run_id, engine_run)
-        try:
-            with sink.executing():  # the run's span is current while it executes
-                result = await engine_run.execute()
-        finally:
-            keeper.cancel()
-            self._live.pop(run_id, None)
+        with self.live(run_id, engine_run, row.answer_serial), sink.executing():
+            result = await engine_run.execute()  # the run's span is current meanwhile
         again = False
         if result.status == "waiting":
-            again = await db(_pause, run_id, self.worker, result.waiting, row.answer_serial)
+            again = await db(_pause, run_id, self.worker, result, row.answer_serial)
         else:
             await db(leases.release, run_id, self.worker, pending_answers=[])
         event = self._settled.get(run_id)
         if event is not None and not again:
             event.set()
         return again
+
+    @contextlib.contextmanager
+    def live(self, run_id: str, engine_run: Run, serial: int = 0) -> Iterator[None]:
+        """While the block executes the run here: its lease is renewed, and cancels and
+        answers that reach this process (`submit`, or seen on renewal) are applied to it."""
+        self._live[run_id] = (engine_run, serial)
+        keeper = self.keep_lease(run_id, engine_run)
+        try:
+            yield
+        finally:
+            keeper.cancel()
+            self._live.pop(run_id, None)
 
     def keep_lease(self, run_id: str, engine_run: Run) -> asyncio.Task[None]:
         """Renew the run's lease while it executes; apply answers and cancels on the way."""
@@ -280,8 +288,10 @@ def _plan_and_events(row: RunRow) -> tuple[Plan, list[dict[str, Any]]]:
     return plan_for(row.document_id), events
 
 
-def _pause(run_id: str, worker: str, waiting: list[dict[str, Any]], serial: int) -> bool:
-    """Record that a run waits for answers; True when an answer or a cancel came meanwhile."""
+def _pause(run_id: str, worker: str, result: RunResult, serial: int) -> bool:
+    """Record that a run waits for answers, with the executing time and recovered nodes so
+    far (api.md: a waiting run shows them); True when an answer or a cancel came meanwhile."""
+    waiting = result.waiting
     deadlines = [q["timeout_at"] for q in waiting if q.get("timeout_at")]
     wake_at = min(datetime.fromisoformat(d.replace("Z", "+00:00")) for d in deadlines) \
         if deadlines else None
@@ -289,7 +299,7 @@ def _pause(run_id: str, worker: str, waiting: list[dict[str, Any]], serial: int)
     RunRow.objects.filter(pk=run_id, lease_owner=worker, answer_serial=serial).update(
         pending_answers=[])
     leases.release(run_id, worker, status=RunRow.Status.WAITING, waiting=waiting,
-                   wake_at=wake_at)
+                   wake_at=wake_at, elapsed_ms=result.elapsed_ms, recovered=result.recovered)
     row = RunRow.objects.only("answer_serial", "cancel_requested").get(pk=run_id)
     if row.answer_serial != serial or row.cancel_requested:
         RunRow.objects.filter(pk=run_id).update(wake_at=timezone.now())

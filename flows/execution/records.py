@@ -10,7 +10,10 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connections, router, transaction
+from django.db.models import F
+from django.utils import timezone
 
+from engine import Checkpoint
 from flows.models import NodeRun, Run, RunEvent
 
 
@@ -30,17 +33,39 @@ def store_events(run_id: Any, events: list[dict[str, Any]],
 
 
 def end_run(run_id: Any, status: str, message: str) -> None:
-    """End a run that no engine will continue, with the run.finished event it lacks."""
-    from django.utils import timezone
-
+    """End a run that no engine will continue (a child its parent gave up) with the events it
+    lacks, as the engine would end it: every node execution it started and never ended (an
+    open question, a node cut off by a crash) ends `cancelled`, then run.finished, with the
+    executing time and the recovered count its stored events show (dsl.md §6)."""
     row = Run.objects.get(pk=run_id)
-    error = {"code": "cancelled", "message": message, "node": None, "attempt": None}
+    stored = [event.envelope() for event in RunEvent.objects.filter(run_id=run_id).order_by("seq")]
+    checkpoint = Checkpoint.from_events(stored) if stored else Checkpoint()
     ts = timezone.now().isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    store_events(run_id, [{
-        "seq": row.last_seq + 1, "type": "run.finished", "ts": ts, "run": str(run_id),
-        "scope": None, "item": None,
-        "data": {"status": status, "outputs": None, "answer": None, "error": error,
-                 "elapsed_ms": row.elapsed_ms, "recovered": row.recovered}}])
+    events, seq = [], row.last_seq
+    for node, execution in checkpoint.unfinished.items():
+        seq += 1
+        error = {"code": "cancelled", "message": message, "node": node,
+                 "attempt": execution.attempts}
+        events.append(_event(run_id, seq, ts, "node.finished", {
+            "node": node, "status": "cancelled", "outputs": None, "error": error,
+            "elapsed_ms": _ms_since(execution.started_at, ts), "attempts": execution.attempts}))
+    recovered = sum(result.status == "recovered" for result in checkpoint.finished.values())
+    error = {"code": "cancelled", "message": message, "node": None, "attempt": None}
+    events.append(_event(run_id, seq + 1, ts, "run.finished", {
+        "status": status, "outputs": None, "answer": None, "error": error,
+        "elapsed_ms": round(checkpoint.elapsed_ms, 3), "recovered": recovered}))
+    store_events(run_id, events)
+
+
+def _event(run_id: Any, seq: int, ts: str, kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {"seq": seq, "type": kind, "ts": ts, "run": str(run_id), "scope": None,
+            "item": None, "data": data}
+
+
+def _ms_since(started: str | None, ts: str) -> float:
+    if not started:
+        return 0.0
+    return round(max(0.0, (parse_ts(ts) - parse_ts(started)).total_seconds() * 1000), 3)
 
 
 def _insert_events(run_id: Any, events: list[dict[str, Any]]) -> None:
@@ -67,6 +92,11 @@ def _project_run(run_id: Any, events: list[dict[str, Any]]) -> None:
     waiting_changed = False
     run = Run.objects.only("waiting").get(pk=run_id)
     waiting = list(run.waiting)
+    # Counted as they end, so a running run shows them (run.finished then sets the total).
+    recovered = sum(event["type"] == "node.finished" and event["scope"] is None
+                    and event["data"]["status"] == "recovered" for event in events)
+    if recovered:
+        changes["recovered"] = F("recovered") + recovered
     for event in events:
         kind, data = event["type"], event["data"]
         if kind == "run.started":

@@ -16,6 +16,7 @@ from engine import InputsInvalid, Plan, document_digest
 from engine.questions import AnswerRefused, check_answer
 from flows.cache import plan_cache
 from flows.errors import ServiceError
+from flows.execution.records import parse_ts
 from flows.lookup import version_map
 from flows.models import Document, Flow, Run
 from flows.plans import plan_for
@@ -138,7 +139,11 @@ def _store(digest: str, dsl: Any, plan: Plan) -> None:
 
 def answer_run(run: Run, answer: Any, option: Any = None, node: Any = None,
                by: str | None = None) -> Run:
-    """Store an answer to an open question; the run continues wherever it executes."""
+    """Store an answer to an open question; the run continues wherever it executes.
+
+    A question whose deadline has passed is closed even while no worker has applied its
+    timeout yet (dsl.md 5.10: the timeout wins): the answer is refused, and the run is woken
+    to take its timeout edge now rather than at the next maintenance pass."""
     with transaction.atomic():
         locked = Run.objects.select_for_update().get(pk=run.pk)
         answered = {a["node"] for a in locked.pending_answers}
@@ -153,19 +158,30 @@ def answer_run(run: Run, answer: Any, option: Any = None, node: Any = None,
             node = open_nodes[0]
         if node not in open_nodes:
             raise ServiceError(409, "not_waiting", f'no question "{node}" is open')
-        try:
-            check_answer(plan_for(locked.document_id), node, answer, option)
-        except AnswerRefused as refused:
-            raise ServiceError(400, refused.code, refused.message) from refused
-        locked.pending_answers = [*locked.pending_answers,
-                                  {"node": node, "answer": answer, "option": option, "by": by}]
-        locked.answer_serial = F("answer_serial") + 1
-        fields = ["pending_answers", "answer_serial"]
-        if locked.status == Run.Status.WAITING:
-            locked.wake_at = timezone.now()
-            fields.append("wake_at")
-        locked.save(update_fields=fields)
-        transaction.on_commit(lambda: _execute(run.pk))
+        deadline = next(q.get("timeout_at") for q in locked.waiting if q["node"] == node)
+        if deadline is not None and parse_ts(deadline) <= timezone.now():
+            refused = ServiceError(409, "not_waiting",
+                                   f'the question "{node}" timed out at {deadline}')
+            if locked.status == Run.Status.WAITING:
+                Run.objects.filter(pk=run.pk).update(wake_at=timezone.now())
+                transaction.on_commit(lambda: _execute(run.pk))
+        else:
+            refused = None
+            try:
+                check_answer(plan_for(locked.document_id), node, answer, option)
+            except AnswerRefused as error:
+                raise ServiceError(400, error.code, error.message) from error
+            locked.pending_answers = [*locked.pending_answers, {
+                "node": node, "answer": answer, "option": option, "by": by}]
+            locked.answer_serial = F("answer_serial") + 1
+            fields = ["pending_answers", "answer_serial"]
+            if locked.status == Run.Status.WAITING:
+                locked.wake_at = timezone.now()
+                fields.append("wake_at")
+            locked.save(update_fields=fields)
+            transaction.on_commit(lambda: _execute(run.pk))
+    if refused is not None:
+        raise refused
     locked.refresh_from_db()
     return locked
 

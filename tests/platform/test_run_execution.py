@@ -194,6 +194,49 @@ def test_a_child_that_asks_a_question_fails_its_subflow_node_and_ends(owner):
     child = Run.objects.get(parent_run=run)
     assert child.status == "cancelled"
     assert RunEvent.objects.filter(run=child).last().type == "run.finished"
+    # Ended as the engine ends a run: its open question too, before run.finished.
+    ask = NodeRun.objects.get(run=child, node="ask")
+    assert ask.status == "cancelled"
+    ended = list(RunEvent.objects.filter(run=child).order_by("seq").values_list("type", flat=True))
+    assert ended[-2:] == ["node.finished", "run.finished"]
+
+
+def slow_child_and_parent(owner, seconds=3):
+    slow = services.create_flow(owner, {
+        "dsl": "astron/v1", "name": "Slow",
+        "nodes": [{"id": "start", "type": "start"},
+                  {"id": "pause", "type": "wait", "params": {"seconds": seconds}},
+                  {"id": "end", "type": "end"}],
+        "edges": [{"from": "start", "to": "pause"}, {"from": "pause", "to": "end"}]},
+        slug="slow")
+    services.publish_flow(slow)
+    return services.create_flow(owner, {
+        "dsl": "astron/v1", "name": "Parent",
+        "nodes": [{"id": "start", "type": "start"},
+                  {"id": "child", "type": "subflow", "params": {"flow": "slow"}},
+                  {"id": "end", "type": "end"}],
+        "edges": [{"from": "start", "to": "child"}, {"from": "child", "to": "end"}]})
+
+
+def test_cancelling_a_child_run_itself_stops_it_and_fails_its_subflow_node(owner):
+    import time
+
+    parent = slow_child_and_parent(owner)
+    run = services.start_run(owner, parent, {})[0]
+    deadline = time.monotonic() + 10
+    while not (child := Run.objects.filter(parent_run=run).first()) or \
+            not NodeRun.objects.filter(run=child, node="pause").exists():
+        assert time.monotonic() < deadline, "the child did not start"
+        time.sleep(0.02)
+
+    services.cancel_run(child)
+    child = finish(child)
+    run = finish(run)
+
+    assert child.status == "cancelled"
+    assert NodeRun.objects.get(run=child, node="pause").status == "cancelled"
+    assert child.finished_at is not None and child.elapsed_ms < 2500  # not the 3 s wait
+    assert run.status == "failed" and run.error["code"] == "cancelled"
 
 
 def test_a_serving_process_starts_its_code_sandbox_before_any_code_node(monkeypatch):
@@ -218,3 +261,59 @@ def test_a_serving_process_starts_its_code_sandbox_before_any_code_node(monkeypa
             time.sleep(0.05)
     finally:
         asyncio.run_coroutine_threadsafe(sandbox.close(), executor.start()).result(10)
+
+
+def test_a_waiting_run_shows_its_executing_time_and_recovered_nodes(owner):
+    """api.md: elapsed_ms is time spent executing, recovered the nodes that ended recovered:
+    a run paused on a question shows both, not 0 until it finishes."""
+    flow = services.create_flow(owner, {
+        "dsl": "astron/v1", "name": "Pause after a recovery",
+        "nodes": [{"id": "start", "type": "start", "params": {"inputs": {"s": {"type": "any"}}}},
+                  {"id": "pause", "type": "wait", "params": {"seconds": 0.3}},
+                  {"id": "bad", "type": "template", "params": {"template": "{{start.s.x}}"},
+                   "on_error": "default", "default": {"text": "fallback"}},
+                  {"id": "ask", "type": "question", "params": {"question": "Go on?"}},
+                  {"id": "end", "type": "end", "inputs": {"text": "{{bad.text}}"}}],
+        "edges": [{"from": "start", "to": "pause"}, {"from": "pause", "to": "bad"},
+                  {"from": "bad", "to": "ask"}, {"from": "ask", "to": "end"}]})
+
+    run = finish(services.start_run(owner, flow, {"s": 1})[0])
+
+    assert run.status == "waiting"
+    assert NodeRun.objects.get(run=run, node="bad").status == "recovered"
+    assert run.recovered == 1
+    assert run.elapsed_ms >= 300
+
+
+def test_an_answer_after_the_deadline_is_refused_and_the_timeout_is_taken(owner):
+    """dsl.md 5.10: when the timeout passes the node finishes with option "timeout", also
+    while no worker holds the run and before the next maintenance pass notices."""
+    import time
+
+    from flows.errors import ServiceError
+
+    flow = services.create_flow(owner, {
+        "dsl": "astron/v1", "name": "Quick question",
+        "nodes": [{"id": "start", "type": "start"},
+                  {"id": "ask", "type": "question",
+                   "params": {"question": "Ship?", "options": [{"id": "yes", "label": "Yes"}],
+                              "timeout_s": 0.3}},
+                  {"id": "shipped", "type": "template", "params": {"template": "shipped"}},
+                  {"id": "late", "type": "template", "params": {"template": "too late"}},
+                  {"id": "end", "type": "end", "inputs": {"option": "{{ask.option}}"}}],
+        "edges": [{"from": "start", "to": "ask"},
+                  {"from": "ask", "to": "shipped", "branch": "yes"},
+                  {"from": "ask", "to": "late", "branch": "timeout"},
+                  {"from": "shipped", "to": "end"}, {"from": "late", "to": "end"}]})
+    run = finish(services.start_run(owner, flow, {})[0])
+    assert run.status == "waiting"
+    time.sleep(0.5)  # past the deadline; the maintenance pass (every 5 s) has not come
+
+    with pytest.raises(ServiceError) as refused:
+        services.answer_run(run, "now", "yes")
+    run = finish(run, seconds=3)
+
+    assert refused.value.status == 409 and refused.value.code == "not_waiting"
+    assert "timed out" in refused.value.message
+    assert run.status == "succeeded" and run.outputs == {"option": "timeout"}
+    assert NodeRun.objects.get(run=run, node="late").status == "succeeded"
