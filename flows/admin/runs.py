@@ -49,10 +49,13 @@ class RecentFlowFilter(admin.SimpleListFilter):
                 for pk in ids if pk in flows]
 
     def flow_id(self) -> int | None:
+        """The chosen flow's id; None for anything that is not an id a row could have
+        (SQLite cannot even compare an integer beyond 64 bits)."""
         try:
-            return int(self.value()) if self.value() is not None else None
+            value = int(self.value()) if self.value() is not None else None
         except ValueError:
             return None
+        return value if value is not None and 0 < value < 2**63 else None
 
     def queryset(self, request: Any, queryset: Any) -> Any:
         if self.value() is None:

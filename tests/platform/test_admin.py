@@ -479,6 +479,39 @@ def test_the_cancel_action_stops_a_waiting_run_and_skips_finished_ones(staff_cli
     assert finished.status == "succeeded" and not finished.cancel_requested
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_cancel_button_of_a_run_stops_it_and_a_finished_run_says_why_not(
+        staff_client, owner, stopped_executor):
+    flow = services.create_flow(owner, sample("approval"))
+    waiting, _ = services.start_run(owner, flow, {"request": "refund"}, version="draft")
+    stopped_executor.wait(waiting.pk, 10)
+    finished = make_runs(flow, 1)[0]
+
+    stopped = staff_client.post(reverse("admin:flows_run_cancel", args=[waiting.pk]),
+                                follow=True)
+    refused = staff_client.post(reverse("admin:flows_run_cancel", args=[finished.pk]),
+                                follow=True)
+
+    assert "Asked the run to stop." in messages_of(stopped)
+    stopped_executor.wait(waiting.pk, 10)
+    waiting.refresh_from_db()
+    assert waiting.status == "cancelled"
+    assert messages_of(refused) == ["the run already succeeded"]
+    finished.refresh_from_db()
+    assert finished.status == "succeeded"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("value", ["99999999999999999999", "-1", "x"])
+def test_a_flow_filter_no_flow_can_match_lists_nothing_instead_of_failing(staff_client, flow,
+                                                                         value):
+    make_runs(flow, 2)
+
+    response = staff_client.get(reverse("admin:flows_run_changelist"), {"flow": value})
+
+    assert response.status_code == 200
+
+
 # -- versions are read-only ------------------------------------------------------------------
 
 

@@ -451,6 +451,15 @@ def test_prune_runs_deletes_only_old_finished_runs_in_batches(runs):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("days", ["inf", "nan", "1e9", "-1"])
+def test_prune_runs_refuses_an_age_that_is_not_a_number_of_days(runs, days):
+    error, _ = refused("prune_runs", "--older-than", days)
+
+    assert "--older-than must be a number of days" in str(error)
+    assert Run.objects.count() == 9
+
+
+@pytest.mark.django_db
 def test_prune_runs_dry_run_deletes_nothing(runs):
     output = command("prune_runs", "--older-than", "30", "--dry-run")
 

@@ -217,3 +217,14 @@ def test_a_secret_key_that_is_short_or_not_random_stops_the_start(key):
 
     assert result.returncode != 0
     assert "SECRET_KEY must be at least 50 characters long" in result.stderr
+
+
+def test_sqlite_runs_in_wal_mode_with_a_busy_timeout_and_immediate_transactions(tmp_path):
+    """Readers go on while one writer writes; concurrent writers wait instead of failing."""
+    database = database_from_url("DATABASE_URL", f"sqlite:///{tmp_path}/a.sqlite3",
+                                 base_dir=BASE_DIR, pool_max=20)
+
+    assert database["ENGINE"] == "django.db.backends.sqlite3"
+    assert "journal_mode=WAL" in database["OPTIONS"]["init_command"]
+    assert "busy_timeout=" in database["OPTIONS"]["init_command"]
+    assert database["OPTIONS"]["transaction_mode"] == "IMMEDIATE"

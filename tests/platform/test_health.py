@@ -59,3 +59,18 @@ def test_other_paths_still_check_the_host():
     from django.test import Client
 
     assert Client(HTTP_HOST="10.1.2.3:8000").get("/api/dsl/schema/").status_code == 400
+
+
+
+@pytest.mark.django_db
+def test_readyz_is_503_when_redis_is_configured_and_does_not_answer(client, settings):
+    from .cache_helpers import DEAD_REDIS
+
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    settings.CACHES = DEAD_REDIS
+
+    response = client.get("/readyz")
+
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "not_ready"
+    assert "Redis" in response.json()["error"]["message"]

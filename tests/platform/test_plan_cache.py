@@ -349,3 +349,21 @@ def test_a_draft_run_compiles_its_document_once_and_stores_it_with_the_run(owner
     assert Document.objects.get(hash=digest).plan == plan_cache.get(digest).to_dict()
     factories.run(owner, flow, version="draft")
     assert delta(before, "plan.compile") == 1
+
+
+@pytest.mark.django_db
+def test_process_memory_keeps_at_most_its_size_dropping_the_least_recently_used():
+    from flows.cache import PlanCache
+
+    cache = PlanCache(l1_size=2)
+    digests = []
+    for _ in range(3):
+        dsl = unique_hello()
+        digests.append(document_digest(dsl))
+        cache.get(digests[-1], dsl=dsl)
+        if len(digests) == 2:
+            cache.get(digests[0])  # the first is used again: the second is now the oldest
+
+    assert len(cache.l1) == 2
+    assert cache.l1.get(digests[1]) is None
+    assert cache.l1.get(digests[0]) is not None and cache.l1.get(digests[2]) is not None

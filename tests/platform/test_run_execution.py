@@ -317,3 +317,57 @@ def test_an_answer_after_the_deadline_is_refused_and_the_timeout_is_taken(owner)
     assert "timed out" in refused.value.message
     assert run.status == "succeeded" and run.outputs == {"option": "timeout"}
     assert NodeRun.objects.get(run=run, node="late").status == "succeeded"
+
+
+def wait_flow(owner, seconds):
+    return services.create_flow(owner, {
+        "dsl": "astron/v1", "name": "Wait",
+        "nodes": [{"id": "start", "type": "start"},
+                  {"id": "pause", "type": "wait", "params": {"seconds": seconds}},
+                  {"id": "end", "type": "end"}],
+        "edges": [{"from": "start", "to": "pause"}, {"from": "pause", "to": "end"}]})
+
+
+def test_a_long_run_renews_its_lease_while_it_executes(owner, settings):
+    """Else another worker would take it over as if its worker had died."""
+    import time
+
+    settings.RUN_LEASE_S = 1.0  # renewed every third of a second
+    run = services.start_run(owner, wait_flow(owner, 1.5), {})[0]
+    expiries = set()
+    deadline = time.monotonic() + 10
+    while Run.objects.get(pk=run.pk).status != "succeeded":
+        assert time.monotonic() < deadline, "the run did not finish"
+        expiry = Run.objects.values_list("lease_expires_at", flat=True).get(pk=run.pk)
+        if expiry is not None:
+            expiries.add(expiry)
+        time.sleep(0.05)
+
+    run.refresh_from_db()
+    assert len(expiries) >= 3  # claimed, then renewed at least twice
+    assert run.resumed_after_crash == 0 and run.lease_owner == ""
+
+
+def test_a_serving_process_takes_up_orphaned_runs_on_its_own(owner, settings, monkeypatch):
+    """Without anyone calling recover: the executor's maintenance loop (every few seconds)
+    finds a run its worker never picked up, e.g. the process died right after the insert."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from flows.execution import executor as executor_module
+    from flows.models import Document
+
+    monkeypatch.setattr(executor_module, "MAINTENANCE_INTERVAL_S", 0.1)
+    settings.RUN_LEASE_S = 1.0
+    flow = services.create_flow(owner, sample("hello"))
+    document = Document.objects.get_or_create(hash=flow.draft_hash,
+                                              defaults={"dsl": flow.draft})[0]
+    orphan = Run.objects.create(owner=owner, flow=flow, document=document,
+                                inputs={"name": "Ada"})
+    Run.objects.filter(pk=orphan.pk).update(created_at=timezone.now() - timedelta(minutes=1))
+
+    executor.start()
+
+    assert finish(orphan).status == "succeeded"
+    assert orphan.outputs == {"greeting": "Hello, Ada!"}

@@ -8,6 +8,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from flows import services
 
+MAX_DAYS = 36_500  # a hundred years: beyond, the cut-off date itself overflows
+
 
 class Command(BaseCommand):
     help = ("Delete finished runs (succeeded, failed, cancelled) created more than DAYS ago, "
@@ -24,8 +26,8 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, older_than: float, batch_size: int, dry_run: bool,
                **options: Any) -> None:
-        if older_than < 0:
-            raise CommandError("--older-than must not be negative")
+        if not 0 <= older_than <= MAX_DAYS:  # nan and inf fail this too
+            raise CommandError(f"--older-than must be a number of days from 0 to {MAX_DAYS}")
         if batch_size < 1:
             raise CommandError("--batch-size must be at least 1")
         age = f"older than {older_than:g} day{'' if older_than == 1 else 's'}"
