@@ -224,6 +224,8 @@ class RunConsumer(AsyncWebsocketConsumer):
             return
         self._heard = True
         async with self._lock:
+            if message.get("stored_to", 0) > self.last_seq:
+                await self._catch_up()  # a batch too big for the layer: read it instead
             for envelope in message["events"]:
                 if self.done:
                     return

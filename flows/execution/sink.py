@@ -83,12 +83,23 @@ class DatabaseSink:
 
 async def publish(run_id: Any, events: list[dict[str, Any]]) -> bool:
     """Send stored events to whoever watches the run; a failure here loses nothing stored.
-    False when the channel layer refused them."""
+    False when the channel layer refused them.
+
+    A batch MessagePack cannot carry (an integer beyond 64 bits in a node's outputs: JSON and
+    the database take it, the channel layers do not) is announced instead by the seq it
+    reaches, and the watchers read it from the database at once (flows/consumers.py)."""
     layer = get_channel_layer()
     if layer is None or not events:
         return True
     try:
         await layer.group_send(run_group(run_id), {"type": "run.events", "events": events})
+    except (OverflowError, TypeError, ValueError):
+        try:
+            await layer.group_send(run_group(run_id), {
+                "type": "run.events", "events": [], "stored_to": events[-1]["seq"]})
+        except Exception:
+            logger.warning("publishing events of run %s failed", run_id, exc_info=True)
+            return False
     except Exception:
         logger.warning("publishing events of run %s failed", run_id, exc_info=True)
         return False

@@ -97,6 +97,12 @@ def test_a_fanout_run_turns_green_live_and_its_flow_page_shows_it(ada, server):
         assert {states[-1] for states in histories.values()} == {"succeeded"}, histories
         assert page.text_content('[data-output="all"]') == "A on rivers | B on rivers | C on rivers"
         assert page.text_content("[data-progress-text]") == "9 / 9 nodes finished"
+        assert "width: 100%" in page.get_attribute("[data-progress-bar]", "style")
+        assert page.text_content("[data-run-elapsed]").endswith(" executing")
+        # Each node's status line says how long it took (slow_a waits ~1 s).
+        status = page.text_content('g.node[data-node="slow_a"] .node-status')
+        assert status.startswith("succeeded") and status.rstrip("…").endswith((" s", " ms")), \
+            status
         assert page.get_attribute('g.node[data-node="slow_b"]', "data-attempts") == "1"
 
         select(page, "join")

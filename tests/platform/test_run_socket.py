@@ -202,6 +202,26 @@ def assert_complete(frames, code, after=0):
 # -- replay and live tail --------------------------------------------------------------------------
 
 
+async def test_events_the_channel_layer_cannot_carry_still_reach_the_socket_live(owner, key):
+    """An integer beyond 64 bits is JSON and is stored, but MessagePack (both channel layers)
+    refuses it: the batch is announced by its seq and read from the database at once, not
+    after the idle check (60 s in these tests)."""
+    big = 10**29
+    dsl = {"dsl": "astron/v1", "name": "Big number",
+           "nodes": [{"id": "start", "type": "start",
+                      "params": {"inputs": {"n": {"type": "integer", "required": True}}}},
+                     {"id": "pause", "type": "wait", "params": {"seconds": 0.5}},
+                     {"id": "end", "type": "end", "inputs": {"n": "{{start.n}}"}}],
+           "edges": [{"from": "start", "to": "pause"}, {"from": "pause", "to": "end"}]}
+    run = await start(owner, dsl, {"n": big})
+    ws = await socket(run.pk, token=key)
+
+    frames, code = await collect(ws, timeout=10)
+
+    assert_complete(frames, code)
+    assert frames[-1]["data"]["outputs"] == {"n": big}
+
+
 async def test_replay_then_live_tail_has_no_gap_and_no_duplicate(owner, key):
     run = await start(owner, sample("fanout"), {})
     await until_stored(run, 5)  # started, and the waits are under way

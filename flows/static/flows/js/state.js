@@ -207,11 +207,17 @@ export function runStatus(state) {
   return "waiting";
 }
 
-// Finished (succeeded, recovered, failed, skipped, cancelled) top-level nodes, of all of them.
+// Finished top-level nodes (succeeded, recovered, failed, cancelled) of those the run can
+// still reach: a skipped node is neither, so a run whose branch skipped half the graph ends
+// at 100 %, not at the share it happened to take.
 export function progress(state) {
   let done = 0;
-  for (const node of state.nodes.values()) if (FINISHED.has(node.status)) done += 1;
-  return { done, total: state.nodes.size };
+  let skipped = 0;
+  for (const node of state.nodes.values()) {
+    if (node.status === "skipped") skipped += 1;
+    else if (FINISHED.has(node.status)) done += 1;
+  }
+  return { done, total: state.nodes.size - skipped };
 }
 
 // An edge's state once its source finished (dsl.md §4): "taken", "skipped", or "idle".
