@@ -176,3 +176,37 @@ def test_the_state_machine():
     assert out["finished"]["progress"] == {"done": 8, "total": 8}
     assert out["finished"]["outputs"] == {"ok": True}
     assert out["lengths"] == [3, 3, 2, None, None, None]
+
+
+LAYOUT = """async (doc) => {
+  const g = await import("/static/flows/js/graph.js");
+  const shape = g.layout(doc);
+  return { gapX: shape.gapX, nodeW: g.NODE_W,
+           xs: Object.fromEntries([...shape.boxes].map(([id, box]) => [id, box.x])) };
+}"""
+
+
+def test_columns_leave_room_for_the_longest_branch_label():
+    """A label sits in the gap after its source: a pill wider than the gap was hidden under
+    the nodes on both sides ("se_2_with_")."""
+    dsl = {"dsl": "astron/v1", "name": "Wide",
+           "nodes": [{"id": "start", "type": "start"},
+                     {"id": "route", "type": "if_else",
+                      "params": {"cases": [{"id": "case_0_with_a_long_name"}]}},
+                     {"id": "a", "type": "end"}, {"id": "b", "type": "end"}],
+           "edges": [{"from": "start", "to": "route"},
+                     {"from": "route", "to": "a", "branch": "case_0_with_a_long_name"},
+                     {"from": "route", "to": "b", "branch": "else"}]}
+    short = {**dsl, "edges": [dsl["edges"][0], {**dsl["edges"][1], "branch": "yes"},
+                              dsl["edges"][2]]}
+    with chromium_page() as page:
+        page.route(f"{ORIGIN}/static/**", serve_static)
+        page.route(f"{ORIGIN}/", lambda route: route.fulfill(
+            body="<!doctype html><title>layout</title>", content_type="text/html"))
+        page.goto(f"{ORIGIN}/")
+        wide, narrow = page.evaluate(LAYOUT, dsl), page.evaluate(LAYOUT, short)
+
+    longest_pill = 10 + 14 * 6.6  # cut at 14 characters
+    assert wide["gapX"] >= longest_pill + 20
+    assert wide["xs"]["a"] - wide["xs"]["route"] == wide["nodeW"] + wide["gapX"]
+    assert narrow["gapX"] == 64  # short labels keep the compact layout

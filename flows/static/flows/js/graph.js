@@ -15,7 +15,15 @@ const PAD = 20;
 const MIN_SCALE = 0.6;
 const TEXT_WIDTH = NODE_W - 22;
 
-// Levels and positions: {levels: Map id→level, boxes: Map id→{x, y}, width, height}.
+const LABEL_CHARS = 14;
+
+// The width of a branch label's pill (its text cut at LABEL_CHARS).
+function labelWidth(branch) {
+  return 10 + Math.min(String(branch).length, LABEL_CHARS) * 6.6;
+}
+
+// Levels and positions: {levels: Map id→level, boxes: Map id→{x, y}, width, height, gapX}.
+// The gap between columns is wide enough for the longest branch label, which sits in it.
 export function layout(doc) {
   const ids = doc.nodes.map((node) => node.id);
   const known = new Set(ids);
@@ -56,17 +64,19 @@ export function layout(doc) {
     }
     column.forEach((id, index) => row.set(id, index - (column.length - 1) / 2));
   });
+  const labels = edges.filter((edge) => edge.branch != null).map((edge) => labelWidth(edge.branch));
+  const gapX = Math.max(GAP_X, Math.max(0, ...labels) + 24);
   const tallest = Math.max(1, ...columns.map((column) => (column ? column.length : 0)));
   const height = PAD * 2 + tallest * NODE_H + (tallest - 1) * GAP_Y;
   const boxes = new Map();
   for (const id of ids) {
     boxes.set(id, {
-      x: PAD + levels.get(id) * (NODE_W + GAP_X),
+      x: PAD + levels.get(id) * (NODE_W + gapX),
       y: height / 2 - NODE_H / 2 + row.get(id) * (NODE_H + GAP_Y),
     });
   }
-  const width = PAD * 2 + columns.length * NODE_W + Math.max(0, columns.length - 1) * GAP_X;
-  return { levels, boxes, edges, width, height };
+  const width = PAD * 2 + columns.length * NODE_W + Math.max(0, columns.length - 1) * gapX;
+  return { levels, boxes, edges, width, height, gapX };
 }
 
 function el(name, attrs = {}, text) {
@@ -143,11 +153,11 @@ export function drawGraph(svg, doc, onSelect) {
     if (edge.branch != null) path.setAttribute("data-branch", edge.branch);
     edgeLayer.append(path);
     if (edge.branch != null) {
-      const point = labelPoint(curve, from.x + NODE_W + GAP_X / 2);
+      const point = labelPoint(curve, from.x + NODE_W + shape.gapX / 2);
       const label = el("g", { class: "edge-label", "data-edge": index,
         transform: `translate(${point.x},${point.y})` });
-      const text = fit(String(edge.branch), 14);
-      const width = 10 + text.length * 6.6;
+      const text = fit(String(edge.branch), LABEL_CHARS);
+      const width = labelWidth(text);
       label.append(el("rect", { x: -width / 2, y: -9, width, height: 18, rx: 9 }),
         el("text", { "text-anchor": "middle", y: 4 }, text));
       labelLayer.append(label);
