@@ -7,11 +7,13 @@ clients authenticate with keys made by `services.create_token`, as integrations 
 from __future__ import annotations
 
 import json
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
 from django.contrib.auth.models import User
 from django.core.cache import cache
+from django.db import connection
 from rest_framework.test import APIClient
 
 from flows import services
@@ -89,3 +91,24 @@ def assert_error(response, status: int, code: str) -> dict:
         if code in ("invalid_request", "invalid_dsl", "invalid_inputs"):
             assert set(detail) == {"path", "code", "message"}
     return error
+
+
+def concurrently(clients, request):
+    """`request(client)` on every client at once, each in its own thread; the responses."""
+    barrier = threading.Barrier(len(clients))
+    answers = []
+
+    def send(client):
+        try:
+            barrier.wait()
+            answers.append(request(client))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send, args=(client,)) for client in clients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(answers) == len(clients)
+    return answers

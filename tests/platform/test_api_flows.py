@@ -1,14 +1,12 @@
 """Flows over the API: create, read, replace, delete, validate, publish, versions, export."""
 
-import threading
 
 import pytest
-from django.db import connection
 
 from flows.models import Document, Flow, FlowVersion
 from flows.services import flows as flow_services
 
-from .factories import api_client, assert_error, flow, no_rows_change, run, sample
+from .factories import api_client, assert_error, concurrently, flow, no_rows_change, run, sample
 
 pytestmark = pytest.mark.django_db
 
@@ -73,27 +71,6 @@ def test_a_slug_that_stays_taken_ends_in_409_after_a_few_tries(api, owner, monke
 
     assert_error(response, 409, "slug_taken")
     assert 1 < len(chosen) <= 100
-
-
-def concurrently(clients, request):
-    """`request(client)` on every client at once, each in its own thread; the responses."""
-    barrier = threading.Barrier(len(clients))
-    answers = []
-
-    def send(client):
-        try:
-            barrier.wait()
-            answers.append(request(client))
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=send, args=(client,)) for client in clients]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert len(answers) == len(clients)
-    return answers
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,14 +1,12 @@
 """Idempotency-Key on run start: a repeat answers the first run and starts nothing; the same
 key with another body is a conflict; concurrent repeats start exactly one run."""
 
-import threading
 
 import pytest
-from django.db import connection
 
 from flows.models import Run
 
-from .factories import api_client, assert_error, flow, no_rows_change
+from .factories import api_client, assert_error, concurrently, flow, no_rows_change
 
 BODY = {"inputs": {"name": "Ada"}}
 
@@ -68,24 +66,13 @@ def test_without_a_key_every_request_starts_a_run(api, owner):
 def test_concurrent_repeats_start_exactly_one_run(owner):
     flow(owner, "hello", slug="hello")
     clients = [api_client(owner) for _ in range(8)]
-    barrier = threading.Barrier(len(clients))
-    answers = []
 
     def start(client):
-        try:
-            barrier.wait()
-            response = client.post("/api/flows/hello/runs/", BODY, HTTP_IDEMPOTENCY_KEY="once")
-            answers.append((response.status_code, response.json()["id"]))
-        finally:
-            connection.close()
+        response = client.post("/api/flows/hello/runs/", BODY, HTTP_IDEMPOTENCY_KEY="once")
+        return response.status_code, response.json()["id"]
 
-    threads = [threading.Thread(target=start, args=(client,)) for client in clients]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    answers = concurrently(clients, start)
 
-    assert len(answers) == len(clients)
     assert sorted(status for status, _ in answers) == [200] * (len(clients) - 1) + [201]
     assert len({run_id for _, run_id in answers}) == 1
     assert Run.objects.count() == 1
