@@ -45,7 +45,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import percentile, report
+from bench.common import django_setup, percentile, report
 
 ROOT = Path(__file__).resolve().parents[1]
 POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/astron_bench_cache"
@@ -82,20 +82,6 @@ def ensure_database(url: str) -> None:
     with psycopg.connect(make_conninfo(url, dbname="postgres"), autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-
-def django_setup() -> None:
-    os.environ["DJANGO_SETTINGS_MODULE"] = "astron.settings"
-    os.environ["API_RATE"] = "1000000/second"
-    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(64))
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("migrate", interactive=False, verbosity=0)
-    from astron.heap import freeze_loaded_objects
-
-    freeze_loaded_objects()  # as a serving process does (astron/asgi.py)
 
 
 @dataclass

@@ -53,3 +53,25 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3f}" if abs(value) < 1000 else f"{value:.0f}"
     return str(value)
+
+
+def django_setup(database_url: str | None = None) -> None:
+    """Django for a benchmark process: `database_url` (else the environment's), a secret
+    key, no throttling in the way, the schema migrated, and the heap settled as a serving
+    process settles it (astron/asgi.py)."""
+    import os
+    import secrets
+
+    if database_url is not None:
+        os.environ["DATABASE_URL"] = database_url
+    os.environ["DJANGO_SETTINGS_MODULE"] = "astron.settings"
+    os.environ["API_RATE"] = "1000000/second"
+    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(64))
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", interactive=False, verbosity=0)
+    from astron.heap import freeze_loaded_objects
+
+    freeze_loaded_objects()

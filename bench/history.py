@@ -49,7 +49,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import RESULTS, percentile, report
+from bench.common import RESULTS, django_setup, percentile, report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -91,22 +91,6 @@ def ensure_database(url: str) -> None:
             return
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         print(f"created database {name}", file=sys.stderr)
-
-
-def django_setup(url: str) -> None:
-    """Settings for this process: the database, a secret key, no throttling in the way."""
-    os.environ["DATABASE_URL"] = url
-    os.environ["DJANGO_SETTINGS_MODULE"] = "astron.settings"
-    os.environ["API_RATE"] = "1000000/second"
-    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(64))
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("migrate", interactive=False, verbosity=0)
-    from astron.heap import freeze_loaded_objects
-
-    freeze_loaded_objects()  # as a serving process does (astron/asgi.py)
 
 
 def client_for(user: Any, first: bool = True) -> Any:

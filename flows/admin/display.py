@@ -47,3 +47,17 @@ def live_run_url(run_id: Any) -> str | None:
     except Resolver404:
         return None
     return get_script_prefix() + path
+
+
+class ReadOnly:
+    """For admin classes and inlines that only show: nothing is added, changed or deleted
+    through them (rows change through flows.services, or never)."""
+
+    def has_add_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
+        return False

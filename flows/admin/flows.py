@@ -15,7 +15,13 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from flows import services
-from flows.admin.display import live_run_url, pretty_json, problem_line, problem_list
+from flows.admin.display import (
+    ReadOnly,
+    live_run_url,
+    pretty_json,
+    problem_line,
+    problem_list,
+)
 from flows.admin.forms import FlowDraftForm, ImportForm, RunForm, problems_error
 from flows.admin.paging import LeanChangeList
 from flows.errors import ServiceError
@@ -297,7 +303,7 @@ def start_inputs(dsl: Any) -> Any:
 
 
 @admin.register(FlowVersion)
-class FlowVersionAdmin(admin.ModelAdmin):
+class FlowVersionAdmin(ReadOnly, admin.ModelAdmin):
     """Published versions are frozen: the admin only shows them."""
 
     list_display = ("flow_label", "number", "hash", "created_at")
@@ -308,14 +314,6 @@ class FlowVersionAdmin(admin.ModelAdmin):
     fields = ("flow_link", "number", "hash", "created_at", "dsl")
     readonly_fields = fields
 
-    def has_add_permission(self, request: Any) -> bool:
-        return False
-
-    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
-        return False
 
     def get_queryset(self, request: Any) -> Any:
         return super().get_queryset(request).select_related("flow__owner")

@@ -17,7 +17,7 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from flows import services
-from flows.admin.display import EMPTY, live_run_url, pretty_json
+from flows.admin.display import EMPTY, ReadOnly, live_run_url, pretty_json
 from flows.admin.paging import NoCountChangeList, NoCountPaginator, requested_page
 from flows.errors import ServiceError
 from flows.models import Flow, NodeRun, Run
@@ -83,7 +83,7 @@ class CreatedWithinFilter(admin.SimpleListFilter):
         return queryset.filter(created_at__gte=timezone.now() - window[1])
 
 
-class NodeRunInline(admin.TabularInline):
+class NodeRunInline(ReadOnly, admin.TabularInline):
     model = NodeRun
     ordering = ("position",)
     fields = ("node", "type", "status", "attempts", "started_at", "finished_at", "elapsed_ms",
@@ -92,15 +92,6 @@ class NodeRunInline(admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = False
-
-    def has_add_permission(self, request: Any, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="inputs")
     def inputs_json(self, node_run: NodeRun) -> str:
@@ -116,7 +107,7 @@ class NodeRunInline(admin.TabularInline):
 
 
 @admin.register(Run)
-class RunAdmin(admin.ModelAdmin):
+class RunAdmin(ReadOnly, admin.ModelAdmin):
     list_display = ("id", "flow_label", "version_label", "status", "created_at", "elapsed_ms")
     list_select_related = ("flow", "owner")
     # Only what the list shows: inputs, outputs, errors and flow documents stay in the table.
@@ -146,16 +137,8 @@ class RunAdmin(admin.ModelAdmin):
     ]
     readonly_fields = [field for _, options in fieldsets for field in options["fields"]]
 
-    # -- permissions: runs start from a flow's page and change only through services ------------
-
-    def has_add_permission(self, request: Any) -> bool:
-        return False
-
-    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
-        return False
+    # -- permissions: runs start from a flow's page and change only through services (ReadOnly);
+    # staff may ask one to stop ---------------------------------------------------------------
 
     def has_cancel_permission(self, request: Any, obj: Any = None) -> bool:
         return request.user.has_perm("flows.change_run")

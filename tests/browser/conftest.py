@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -13,21 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from django.conf import settings
-from django.db import connection
+
+from tests.processes import environment_for_another_process
 
 from .browsing import ARTIFACTS, ROOT
-
-
-def database_url_of_test_database() -> str:
-    database = connection.settings_dict
-    if database["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{database['NAME']}"
-    user = database.get("USER") or "postgres"
-    password = f":{database['PASSWORD']}" if database.get("PASSWORD") else ""
-    host = database.get("HOST") or "127.0.0.1"
-    return (f"postgres://{user}{password}@{host}:{database.get('PORT') or 5432}/"
-            f"{database['NAME']}")
 
 
 def free_port() -> int:
@@ -47,12 +35,10 @@ def server(django_db_setup, django_db_blocker, tmp_path, request) -> Iterator[st
     later), and its executor must not take up the runs of other tests.
     """
     with django_db_blocker.unblock():
-        database_url = database_url_of_test_database()
+        environment = environment_for_another_process(
+            DJANGO_SETTINGS_MODULE="tests.browser.server_settings")
     port = free_port()
     log_path = tmp_path / "daphne.log"
-    environment = {**os.environ, "DATABASE_URL": database_url,
-                   "SECRET_KEY": settings.SECRET_KEY,
-                   "DJANGO_SETTINGS_MODULE": "tests.browser.server_settings"}
     daphne = shutil.which("daphne", path=str(Path(sys.executable).parent)) or "daphne"
     with open(log_path, "wb") as log:
         process = subprocess.Popen([daphne, "-b", "127.0.0.1", "-p", str(port),

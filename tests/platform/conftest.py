@@ -40,6 +40,14 @@ def anonymous():
     return factories.api_client()
 
 
+@pytest.fixture(autouse=True)
+def no_executor_left_running():
+    """Every test's runs stop with it (interrupted, connections closed) before its database
+    is flushed; the next test that submits a run starts the executor again."""
+    yield
+    executor.stop()
+
+
 @pytest.fixture
 def stopped_executor():
     """For tests whose runs execute: the executor stops (runs interrupted, connections closed)

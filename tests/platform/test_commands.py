@@ -3,7 +3,6 @@
 import hashlib
 import io
 import json
-import os
 import subprocess
 import sys
 import time
@@ -11,10 +10,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
-from django.db import connection
 from django.utils import timezone
 
 from flows import services
@@ -22,6 +19,7 @@ from flows.execution.executor import executor
 from flows.management.commands.run_flow import parse_inputs
 from flows.models import ApiToken, Document, Flow, FlowVersion, NodeRun, Run, RunEvent
 from flows.services.documents import store_document
+from tests.processes import environment_for_another_process
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "samples"
@@ -47,28 +45,12 @@ def refused(*args):
     return raised.value, out.getvalue()
 
 
-def database_url_of_test_database():
-    database = connection.settings_dict
-    if database["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{database['NAME']}"
-    user = database.get("USER") or "postgres"
-    host = database.get("HOST") or "127.0.0.1"
-    return f"postgres://{user}@{host}:{database.get('PORT') or 5432}/{database['NAME']}"
-
-
 def manage(*args):
     """A command in its own process, on the test database: (exit code, stdout, stderr)."""
-    environment = {**os.environ, "DATABASE_URL": database_url_of_test_database(),
-                   "SECRET_KEY": settings.SECRET_KEY}
-    done = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=environment,
+    done = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT,
+                          env=environment_for_another_process(),
                           capture_output=True, text=True, timeout=60)
     return done.returncode, done.stdout, done.stderr
-
-
-@pytest.fixture(autouse=True)
-def no_executor_left_running():
-    yield
-    executor.stop()
 
 
 @pytest.fixture(autouse=True)

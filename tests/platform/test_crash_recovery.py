@@ -1,7 +1,6 @@
 """A worker killed mid-run (SIGKILL): another takes the run over when its lease expires and
 finishes it from the stored events, running no finished node twice."""
 
-import os
 import signal
 import subprocess
 import sys
@@ -9,13 +8,12 @@ import time
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import connection
 
 from flows import services
 from flows.execution.executor import executor
 from flows.models import Run, RunEvent
+from tests.processes import environment_for_another_process
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,15 +45,6 @@ def slow_flow():
     }
 
 
-def database_url_of_test_database():
-    database = connection.settings_dict
-    if database["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{database['NAME']}"
-    user = database.get("USER") or "postgres"
-    host = database.get("HOST") or "127.0.0.1"
-    return f"postgres://{user}@{host}:{database.get('PORT') or 5432}/{database['NAME']}"
-
-
 def wait_for(predicate, seconds):
     deadline = time.monotonic() + seconds
     while not predicate():
@@ -82,8 +71,7 @@ def test_a_run_killed_mid_node_is_finished_by_another_worker(tmp_path):
     # A queued run row, as start_run writes it, executed by a separate process.
     run = Run.objects.create(owner=owner, flow=flow, document=services.documents.store_document(
         flow.draft), inputs={})
-    environment = {**os.environ, "DATABASE_URL": database_url_of_test_database(),
-                   "RUN_LEASE_S": "1", "SECRET_KEY": settings.SECRET_KEY}
+    environment = environment_for_another_process(RUN_LEASE_S="1")
     worker = subprocess.Popen([sys.executable, "-c", WORKER, str(run.pk)], cwd=ROOT,
                               env=environment, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE)

@@ -19,12 +19,6 @@ def sample(name):
     return json.loads((SAMPLES / f"{name}.json").read_text())
 
 
-@pytest.fixture(autouse=True)
-def fresh_executor():
-    yield
-    executor.stop()
-
-
 @pytest.fixture
 def owner():
     return User.objects.create_user("ada")

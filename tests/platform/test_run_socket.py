@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -32,6 +31,7 @@ from flows.execution.records import store_events
 from flows.execution.sink import publish, run_group
 from flows.fanout import run_watchers
 from flows.models import Run, RunEvent
+from tests.processes import environment_for_another_process
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "samples"
@@ -64,12 +64,6 @@ def streaming_flow(pause_s: float = 0.05):
 
 
 WORDS = " ".join(f"w{i}" for i in range(300))
-
-
-@pytest.fixture(autouse=True)
-def fresh_executor():
-    yield
-    executor.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -281,17 +275,6 @@ async def test_a_long_replay_is_read_in_pages(owner, key, monkeypatch):
     assert frames[-1]["seq"] == run.last_seq
 
 
-@pytest.fixture
-def test_database_url():
-    """The test database for another process (read here, in the test's own thread)."""
-    database = connection.settings_dict
-    if database["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{database['NAME']}"
-    user = database.get("USER") or "postgres"
-    host = database.get("HOST") or "127.0.0.1"
-    return f"postgres://{user}@{host}:{database.get('PORT') or 5432}/{database['NAME']}"
-
-
 async def test_a_live_batch_after_a_gap_is_preceded_by_the_missing_events_and_repeats_drop(
         owner, key, monkeypatch):
     run = await settle(await start(owner, sample("approval"), {"request": "refund"}))
@@ -327,8 +310,14 @@ async def test_a_live_batch_after_a_gap_is_preceded_by_the_missing_events_and_re
     await ws2.disconnect()
 
 
+@pytest.fixture
+def other_process_environment():
+    """Read here, in the test's own thread: an async test has its connection elsewhere."""
+    return environment_for_another_process()
+
+
 async def test_a_run_executed_by_another_process_streams_completely(owner, key, monkeypatch,
-                                                                    test_database_url):
+                                                                    other_process_environment):
     """Through Redis its batches arrive live (the idle reads stay out of the way); through
     the in-memory layer they cannot, and the socket's idle reads of the database deliver
     them. With no gap and no duplicate either way."""
@@ -341,10 +330,8 @@ async def test_a_run_executed_by_another_process_streams_completely(owner, key, 
     document = await sync_to_async(services.documents.store_document)(flow.draft)
     run = await Run.objects.acreate(owner=owner, flow=flow, document=document, inputs={})
     ws = await socket(run.pk, token=key)
-    environment = {**os.environ, "DATABASE_URL": test_database_url,
-                   "SECRET_KEY": settings.SECRET_KEY}
     worker = subprocess.Popen(
-        [sys.executable, "-c", WORKER, str(run.pk)], cwd=ROOT, env=environment,
+        [sys.executable, "-c", WORKER, str(run.pk)], cwd=ROOT, env=other_process_environment,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         frames, code = await collect(ws, timeout=60)

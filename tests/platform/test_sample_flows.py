@@ -16,12 +16,6 @@ SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture(autouse=True)
-def stop_executor():
-    yield
-    executor.stop()
-
-
 @pytest.fixture
 def published():
     owner = User.objects.create_user("samples")

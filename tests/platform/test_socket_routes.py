@@ -10,17 +10,10 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
 
 from flows import services
-from flows.execution.executor import executor
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def fresh_executor():
-    yield
-    executor.stop()
 
 
 def application():

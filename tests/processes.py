@@ -1,0 +1,28 @@
+"""Other processes on the test database: the commands, workers and servers tests start."""
+
+from __future__ import annotations
+
+import os
+
+from django.conf import settings
+from django.db import connection
+
+
+def test_database_url() -> str:
+    """The URL of the database this test uses (the test database, not the configured one).
+    Read it in the test's own thread: it comes from that thread's connection."""
+    database = connection.settings_dict
+    if database["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{database['NAME']}"
+    user = database.get("USER") or "postgres"
+    password = f":{database['PASSWORD']}" if database.get("PASSWORD") else ""
+    host = database.get("HOST") or "127.0.0.1"
+    return (f"postgres://{user}{password}@{host}:{database.get('PORT') or 5432}/"
+            f"{database['NAME']}")
+
+
+def environment_for_another_process(**extra: str) -> dict[str, str]:
+    """This process's environment, pointed at the test database with the same SECRET_KEY,
+    plus `extra` variables."""
+    return {**os.environ, "DATABASE_URL": test_database_url(),
+            "SECRET_KEY": settings.SECRET_KEY, **extra}
