@@ -25,11 +25,15 @@ def median(samples: list[float]) -> float:
 
 
 def machine() -> dict[str, Any]:
+    """Where and when: docs/benchmarks.md quotes each figure with its date and the load
+    average (1, 5 and 15 minutes), since other work on the machine moves them by tens of
+    percent."""
     import os
 
     return {"python": platform.python_version(), "cpus": os.cpu_count(),
             "platform": platform.platform(), "when": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                   time.gmtime())}
+                                                                   time.gmtime()),
+            "load_average": [round(load, 2) for load in os.getloadavg()]}
 
 
 def report(name: str, rows: list[dict[str, Any]], columns: list[str]) -> Path:
@@ -41,9 +45,9 @@ def report(name: str, rows: list[dict[str, Any]], columns: list[str]) -> Path:
         print("  ".join(_cell(row.get(c)).ljust(widths[c]) for c in columns))
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps({"benchmark": name, "machine": machine(), "rows": rows},
-                               indent=2))
-    print(f"\nwritten to {path}")
+    about = machine()
+    path.write_text(json.dumps({"benchmark": name, "machine": about, "rows": rows}, indent=2))
+    print(f"\nload average {about['load_average']}; written to {path}")
     return path
 
 
