@@ -639,12 +639,12 @@ def recovery_row(scale: Scale) -> dict[str, Any]:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from flows.execution import leases
+    from flows.services import lifecycle
 
-    leases.runs_needing_a_worker()
-    samples = timed(leases.runs_needing_a_worker, max(10, scale.requests // 5))
+    lifecycle.runs_needing_a_worker()
+    samples = timed(lifecycle.runs_needing_a_worker, max(10, scale.requests // 5))
     with CaptureQueriesContext(connection) as queries:
-        leases.runs_needing_a_worker()
+        lifecycle.runs_needing_a_worker()
     plan = explain(queries.captured_queries[0]["sql"])
     return {"case": "executor: runs needing a worker (every 5 s)", "unit": "ms",
             "p50": round(percentile(samples, 50), 2), "p99": round(percentile(samples, 99), 2),

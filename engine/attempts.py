@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from engine import events as ev
 from engine.context import capped
 from engine.errors import NodeError
 from engine.nodes.base import NodeCall
@@ -107,7 +108,7 @@ async def attempt_node(graph: GraphExecution, index: int, node: PlanNode,
                 context.slots.release()
                 holding = False
             delay_ms = policy.delay_ms(attempt, context.rng)
-            graph.emit("node.retrying", {"node": node.id, "attempt": attempt,
+            graph.emit(ev.NODE_RETRYING, {"node": node.id, "attempt": attempt,
                                          "delay_ms": round(delay_ms, 3),
                                          "error": error.to_dict()})
             await asyncio.sleep(delay_ms / 1000)
@@ -120,7 +121,7 @@ async def _attempt(graph: GraphExecution, node: PlanNode, strategy: Any,
                    inputs: dict[str, Any], attempt: int
                    ) -> tuple[NodeError | None, dict[str, Any] | None]:
     context = graph.context
-    graph.emit("node.started", {"node": node.id, "type": node.type, "attempt": attempt,
+    graph.emit(ev.NODE_STARTED, {"node": node.id, "type": node.type, "attempt": attempt,
                                 "inputs": capped(inputs)})
     if attempt == 1:  # the execution's start is its first node.started, to the millisecond
         graph.started_ts[node.index] = context.last_ts

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
+from engine import events as ev
+from engine.errors import run_error
+from engine.events import Event
 from engine.questions import OpenQuestion
 from engine.results import NodeResult
 
@@ -30,7 +32,7 @@ class Checkpoint:
     answer: str | None = None  # the end node's streamed answer, when it had finished
 
     @classmethod
-    def from_events(cls, events: list[dict[str, Any]]) -> Checkpoint:
+    def from_events(cls, events: list[Event]) -> Checkpoint:
         checkpoint = cls()
         unfinished = checkpoint.unfinished
         # Executing time: the last snapshot (0 at run.started, carried by run.resumed) plus
@@ -42,9 +44,9 @@ class Checkpoint:
             checkpoint.next_seq = max(checkpoint.next_seq, event["seq"] + 1)
             last_ts = event["ts"]
             kind, data = event["type"], event["data"]
-            if kind == "run.started":
+            if kind == ev.RUN_STARTED:
                 checkpoint.started_at = snapshot_ts = event["ts"]
-            elif kind == "node.started":
+            elif kind == ev.NODE_STARTED:
                 checkpoint.steps += 1
                 if event.get("scope") is None:
                     execution = unfinished.get(data["node"])
@@ -55,7 +57,7 @@ class Checkpoint:
                     execution.attempts = data["attempt"]
             elif event.get("scope") is not None:
                 continue
-            elif kind == "node.finished":
+            elif kind == ev.NODE_FINISHED:
                 execution = unfinished.pop(data["node"], None)
                 checkpoint.questions.pop(data["node"], None)
                 if data["status"] == "cancelled":
@@ -67,17 +69,17 @@ class Checkpoint:
                     error=data["error"], elapsed_ms=data["elapsed_ms"],
                     started_at=execution.started_at if execution else None,
                     finished_at=event["ts"], logs=data.get("logs"))
-            elif kind == "node.chunk":
+            elif kind == ev.NODE_CHUNK:
                 chunks.setdefault(data["node"], []).append(data["text"])
-            elif kind == "node.skipped":
+            elif kind == ev.NODE_SKIPPED:
                 checkpoint.skipped.add(data["node"])
-            elif kind == "run.waiting":
+            elif kind == ev.RUN_WAITING:
                 execution = unfinished.get(data["node"])
                 checkpoint.questions[data["node"]] = OpenQuestion(
                     data["node"], data["question"], data["options"], data["timeout_at"],
                     execution.attempts if execution else 1,
                     execution.inputs if execution else None)
-            elif kind == "run.resumed" and "elapsed_ms" in data:
+            elif kind == ev.RUN_RESUMED and "elapsed_ms" in data:
                 snapshot_ms, snapshot_ts = data["elapsed_ms"], event["ts"]
         ended = [node for node, result in checkpoint.finished.items() if result.type == "end"]
         if ended and ended[0] in chunks:
@@ -85,6 +87,29 @@ class Checkpoint:
         if snapshot_ts and last_ts:
             checkpoint.elapsed_ms = snapshot_ms + _ms_between(snapshot_ts, last_ts)
         return checkpoint
+
+    def closing_events(self, run_id: str, status: str, message: str, ts: str) -> list[Event]:
+        """The events that end a run no engine will continue (a child run its parent gave
+        up, a run ended from outside), as the engine would end it: every node execution it
+        started and never ended ends `cancelled`, then `run.finished` with the executing time
+        and the recovered count of its stored events."""
+        closing, seq = [], self.next_seq
+        for node, execution in self.unfinished.items():
+            error = {**run_error("cancelled", message), "node": node,
+                     "attempt": execution.attempts}
+            elapsed = _ms_between(execution.started_at, ts) if execution.started_at else 0.0
+            data: ev.NodeFinished = {
+                "node": node, "status": "cancelled", "outputs": None, "error": error,
+                "elapsed_ms": round(elapsed, 3), "attempts": execution.attempts}
+            closing.append(ev.envelope(seq, ev.NODE_FINISHED, ts, run_id, data))
+            seq += 1
+        recovered = sum(result.status == "recovered" for result in self.finished.values())
+        finished: ev.RunFinished = {
+            "status": status, "outputs": None, "answer": None,
+            "error": run_error("cancelled", message), "elapsed_ms": round(self.elapsed_ms, 3),
+            "recovered": recovered}
+        closing.append(ev.envelope(seq, ev.RUN_FINISHED, ts, run_id, finished))
+        return closing
 
 
 def _ms_between(first: str, last: str) -> float:

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime
 from random import Random
 from typing import Any
 
+from engine.events import envelope
 from engine.nodes.base import Registry
 from engine.ports import EventSink, Services
 from engine.values import canonical_json
 
 MAX_EVENT_VALUE = 64 * 1024
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class UtcClock:
@@ -72,8 +68,7 @@ class RunContext:
         seq = self.next_seq
         self.next_seq = seq + 1
         self.last_ts = ts = self.clock.now()
-        self.sink.emit({"seq": seq, "type": kind, "ts": ts, "run": self.run_id,
-                        "scope": scope, "item": item, "data": data})
+        self.sink.emit(envelope(seq, kind, ts, self.run_id, data, scope, item))
 
     def elapsed_ms(self) -> float:
         """Executing time of the run so far (time spent paused is not counted)."""

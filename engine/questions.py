@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from engine import events as ev
+
 if TYPE_CHECKING:
     from engine.attempts import AwaitAnswer
     from engine.plan import Plan
@@ -27,7 +29,7 @@ class OpenQuestion:
     attempts: int = 1
     inputs: dict[str, Any] | None = None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> ev.RunWaiting:
         return {"node": self.node, "question": self.question, "options": self.options,
                 "timeout_at": self.timeout_at}
 
@@ -101,7 +103,7 @@ class QuestionsMixin:
         question = OpenQuestion(node.id, signal.question, signal.options,
                                 deadline_after(signal.timeout_s), attempts, inputs)
         self.waiting[index] = question
-        self.emit("run.waiting", question.to_dict())
+        self.emit(ev.RUN_WAITING, question.to_dict())
         self._arm(index, question)
 
     def reopen_question(self: Any, index: int) -> bool:
@@ -153,7 +155,7 @@ class QuestionsMixin:
         timer = self._timers.pop(index, None)
         if timer is not None:
             timer.cancel()
-        self.emit("run.resumed", {"node": question.node, "answer": answer.answer,
+        self.emit(ev.RUN_RESUMED, {"node": question.node, "answer": answer.answer,
                                   "option": answer.option, "by": answer.by,
                                   "elapsed_ms": self.context.elapsed_ms()})
         self._complete(index, {"answer": answer.answer, "option": answer.option}, None,

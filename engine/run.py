@@ -7,6 +7,7 @@ import random
 import uuid
 from typing import Any
 
+from engine import events as ev
 from engine.checkpoint import Checkpoint
 from engine.context import RunContext
 from engine.errors import run_error
@@ -99,7 +100,7 @@ class Run:
             finished=resume.finished, skipped=resume.skipped, questions=resume.questions,
             answers=self.answers, unfinished=resume.unfinished)
         if self.resume is None:
-            context.emit("run.started", {"inputs": applied, "flow": self.flow,
+            context.emit(ev.RUN_STARTED, {"inputs": applied, "flow": self.flow,
                                          "version": self.version})
         if graph.graph.nodes[graph.graph.end].id in resume.finished:
             graph.answer = resume.answer  # the end node's streamed answer, as stored
@@ -119,7 +120,7 @@ class Run:
                 answer = ""
         waiting = [question.to_dict() for question in graph.waiting.values()]
         if outcome.status != "waiting":
-            context.emit("run.finished", {"status": outcome.status, "outputs": outcome.outputs,
+            context.emit(ev.RUN_FINISHED, {"status": outcome.status, "outputs": outcome.outputs,
                                           "answer": answer, "error": outcome.error,
                                           "elapsed_ms": elapsed_ms, "recovered": recovered})
         await self.sink.drain()

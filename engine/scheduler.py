@@ -13,6 +13,7 @@ import time
 from collections import deque
 from typing import Any
 
+from engine import events as ev
 from engine.attempts import Aborted, AwaitAnswer, Finished, RunAbort, Waiting, attempt_node
 from engine.context import RunContext, capped
 from engine.errors import NodeError
@@ -197,7 +198,7 @@ class GraphExecution(QuestionsMixin):
                     return
                 self.started[index] = time.monotonic()
                 self.attempts[index] = 1
-                self.emit("node.started", {"node": node.id, "type": node.type, "attempt": 1,
+                self.emit(ev.NODE_STARTED, {"node": node.id, "type": node.type, "attempt": 1,
                                            "inputs": {}})
                 self.started_ts[index] = self.context.last_ts
                 self._complete(index, None, error, 1, {})
@@ -226,7 +227,7 @@ class GraphExecution(QuestionsMixin):
         context.steps += 1
         self.started[index] = time.monotonic()
         self.attempts[index] = 1
-        context.emit("node.started", {"node": node.id, "type": node.type, "attempt": 1,
+        context.emit(ev.NODE_STARTED, {"node": node.id, "type": node.type, "attempt": 1,
                                       "inputs": capped(inputs) if inputs else {}},
                      self.scope_name, self.item)
         started_ts = self.started_ts[index] = context.last_ts
@@ -248,7 +249,7 @@ class GraphExecution(QuestionsMixin):
         elapsed = round((time.monotonic() - self.started[index]) * 1000, 3)
         node_id = node.id
         self.scope.outputs[node_id] = outputs
-        context.emit("node.finished", {"node": node_id, "status": "succeeded", "outputs": outputs,
+        context.emit(ev.NODE_FINISHED, {"node": node_id, "status": "succeeded", "outputs": outputs,
                                        "error": None, "elapsed_ms": elapsed, "attempts": 1},
                      self.scope_name, self.item)
         self.results[node_id] = NodeResult(node_id, node.type, "succeeded", 1, inputs, outputs,
@@ -321,7 +322,7 @@ class GraphExecution(QuestionsMixin):
         logs = self.logs.get(index)
         if logs is not None:
             data["logs"] = logs
-        self.emit("node.finished", data)
+        self.emit(ev.NODE_FINISHED, data)
         self.results[node.id] = NodeResult(node.id, node.type, status, attempts, inputs, outputs,
                                            error, elapsed, self.started_ts.get(index),
                                            self.context.last_ts, logs)
@@ -372,7 +373,7 @@ class GraphExecution(QuestionsMixin):
             self.scope.outputs[node.id] = None
             self.results[node.id] = NodeResult(node.id, node.type, "skipped")
             if node.id not in self.already_skipped:
-                self.emit("node.skipped", {"node": node.id})
+                self.emit(ev.NODE_SKIPPED, {"node": node.id})
             for number in node.outgoing:
                 target = self.graph.edges[number].target
                 self.remaining[target] -= 1
@@ -391,7 +392,7 @@ class GraphExecution(QuestionsMixin):
     def chunk(self, node_id: str, text: str) -> None:
         if self.scope_name is None and node_id == self.graph.nodes[self.graph.end].id:
             self.answer = (self.answer or "") + text
-        self.emit("node.chunk", {"node": node_id, "text": text})
+        self.emit(ev.NODE_CHUNK, {"node": node_id, "text": text})
 
 
 __all__ = ["STOP", "AwaitAnswer", "GraphExecution", "GraphOutcome"]

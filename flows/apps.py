@@ -8,3 +8,9 @@ class FlowsConfig(AppConfig):
     def ready(self) -> None:
         # Every new flow joins the lookup filter (a post_save signal), whoever creates it.
         from flows import lookup  # noqa: F401
+
+        # Services ring the process's executor when a run needs it (flows/services/dispatch.py).
+        from flows.execution.executor import executor
+        from flows.services import dispatch
+
+        dispatch.use(executor)

@@ -34,6 +34,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from rest_framework.exceptions import ValidationError
 
+from engine.events import MAX_SEQ, RUN_FINISHED, Event, envelope
 from flows import services
 from flows.api import serializers as s
 from flows.api.exceptions import flatten
@@ -49,7 +50,6 @@ CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
 
-MAX_SEQ = 2**31 - 1
 _NOT_JSON = object()
 
 
@@ -76,8 +76,7 @@ def _events_after(run_id: Any, after: int, limit: int) -> tuple[bool, list[dict[
     run = str(run_id)
     rows = RunEvent.objects.filter(run_id=run_id, seq__gt=after).order_by("seq").values_list(
         "seq", "type", "ts", "scope", "item", "data")[:limit]
-    return finished, [{"seq": seq, "type": kind, "ts": ts, "run": run, "scope": scope,
-                       "item": item, "data": data}
+    return finished, [envelope(seq, kind, ts, run, data, scope, item)
                       for seq, kind, ts, scope, item, data in rows]
 
 
@@ -97,11 +96,11 @@ class FrameTexts:
         self.size = size
         self._texts: OrderedDict[tuple[str, int], str] = OrderedDict()
 
-    def __call__(self, envelope: dict[str, Any]) -> str:
-        key = (envelope["run"], envelope["seq"])
+    def __call__(self, event: Event) -> str:
+        key = (event["run"], event["seq"])
         text = self._texts.get(key)
         if text is None:
-            text = self._texts[key] = json.dumps(envelope)
+            text = self._texts[key] = json.dumps(event)
             if len(self._texts) > self.size:
                 self._texts.popitem(last=False)
         return text
@@ -226,16 +225,16 @@ class RunConsumer(AsyncWebsocketConsumer):
         async with self._lock:
             if message.get("stored_to", 0) > self.last_seq:
                 await self._catch_up()  # a batch too big for the layer: read it instead
-            for envelope in message["events"]:
+            for event in message["events"]:
                 if self.done:
                     return
-                seq = envelope["seq"]
+                seq = event["seq"]
                 if seq <= self.last_seq:
                     continue  # replayed already, or a repeat
                 if seq > self.last_seq + 1:
                     await self._catch_up()  # the gap, this batch and more: all stored
                     continue
-                await self._send_event(envelope)
+                await self._send_event(event)
 
     async def _catch_up(self) -> None:
         """Send every stored event after the last one sent (call with the lock held); close
@@ -243,19 +242,19 @@ class RunConsumer(AsyncWebsocketConsumer):
         while not self.done:
             finished, page = await database_sync_to_async(_events_after)(
                 self.run.pk, self.last_seq, self.page_size)
-            for envelope in page:
+            for event in page:
                 if self.done:
                     return
-                await self._send_event(envelope)
+                await self._send_event(event)
             if len(page) < self.page_size:
                 if finished:  # e.g. ?after= at or past run.finished
                     await self._close(CLOSE_FINISHED)
                 return
 
-    async def _send_event(self, envelope: dict[str, Any]) -> None:
-        await self.send(text_data=frame_text(envelope))
-        self.last_seq = envelope["seq"]
-        if envelope["type"] == "run.finished":
+    async def _send_event(self, event: Event) -> None:
+        await self.send(text_data=frame_text(event))
+        self.last_seq = event["seq"]
+        if event["type"] == RUN_FINISHED:
             await self._close(CLOSE_FINISHED)
 
     async def _watch_idle(self) -> None:

@@ -13,6 +13,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from engine.events import Event, envelope
+
 
 class Document(models.Model):
     """A flow document stored once by content: versions and draft runs point here.
@@ -191,7 +193,7 @@ class NodeRun(models.Model):
 
 
 class RunEvent(models.Model):
-    """Every event of a run (dsl.md §6), in order; the run's checkpoints live here too."""
+    """Every event of a run (engine/events.py), in order; the run's checkpoints live here too."""
 
     id = models.BigAutoField(primary_key=True)
     # No index of its own: the unique (run, seq) index leads with the run.
@@ -213,9 +215,9 @@ class RunEvent(models.Model):
     def __str__(self) -> str:
         return f"{self.run_id}#{self.seq} {self.type}"
 
-    def envelope(self) -> dict:
-        return {"seq": self.seq, "type": self.type, "ts": self.ts, "run": str(self.run_id),
-                "scope": self.scope, "item": self.item, "data": self.data}
+    def envelope(self) -> Event:
+        return envelope(self.seq, self.type, self.ts, str(self.run_id), self.data, self.scope,
+                        self.item)
 
 
 class ApiToken(models.Model):

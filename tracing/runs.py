@@ -27,6 +27,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
+from engine import events as ev
 from engine.ports import EventSink
 from tracing import metrics, setup
 from tracing.context import context_of
@@ -135,13 +136,13 @@ class ObservedSink:
     def _run_waiting(self, event: dict[str, Any]) -> None:
         self._questions += 1
         if self.span is not None:
-            self.span.add_event("run.waiting", {"astron.node.id": event["data"].get("node", "")})
+            self.span.add_event(ev.RUN_WAITING, {"astron.node.id": event["data"].get("node", "")})
 
     def _run_resumed(self, event: dict[str, Any]) -> None:
         # An answer to a question of an earlier execution resumes it too: never below 0.
         self._questions = max(0, self._questions - 1)
         if self.span is not None:
-            self.span.add_event("run.resumed", {"astron.node.id": event["data"].get("node", "")})
+            self.span.add_event(ev.RUN_RESUMED, {"astron.node.id": event["data"].get("node", "")})
 
     def _run_finished(self, event: dict[str, Any]) -> None:
         data = event["data"]
@@ -193,7 +194,7 @@ class ObservedSink:
         span = self._spans.get((event["scope"], event["item"], event["data"]["node"]))
         if span is not None:
             data = event["data"]
-            span.add_event("node.retrying", {
+            span.add_event(ev.NODE_RETRYING, {
                 "astron.node.attempt": data.get("attempt") or 0,
                 "astron.node.delay_ms": data.get("delay_ms") or 0,
                 "astron.node.error.code": (data.get("error") or {}).get("code") or ""})
@@ -246,18 +247,18 @@ class ObservedSink:
 
     def _node_skipped(self, event: dict[str, Any]) -> None:
         if self.span is not None:
-            self.span.add_event("node.skipped", {"astron.node.id": event["data"]["node"]})
+            self.span.add_event(ev.NODE_SKIPPED, {"astron.node.id": event["data"]["node"]})
 
 
 _HANDLERS = {
-    "run.started": ObservedSink._run_started,
-    "run.waiting": ObservedSink._run_waiting,
-    "run.resumed": ObservedSink._run_resumed,
-    "run.finished": ObservedSink._run_finished,
-    "node.started": ObservedSink._node_started,
-    "node.retrying": ObservedSink._node_retrying,
-    "node.finished": ObservedSink._node_finished,
-    "node.skipped": ObservedSink._node_skipped,
+    ev.RUN_STARTED: ObservedSink._run_started,
+    ev.RUN_WAITING: ObservedSink._run_waiting,
+    ev.RUN_RESUMED: ObservedSink._run_resumed,
+    ev.RUN_FINISHED: ObservedSink._run_finished,
+    ev.NODE_STARTED: ObservedSink._node_started,
+    ev.NODE_RETRYING: ObservedSink._node_retrying,
+    ev.NODE_FINISHED: ObservedSink._node_finished,
+    ev.NODE_SKIPPED: ObservedSink._node_skipped,
 }
 
 

@@ -14,6 +14,7 @@ from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail, ValidationError
 
 from flows.models import Flow, FlowVersion, NodeRun, Run
+from flows.services.snapshots import open_questions
 
 # --- Request bodies --------------------------------------------------------------------------
 
@@ -236,13 +237,6 @@ class RunDetailSerializer(RunSerializer):
         row = run_row(run_columns(run), zone)
         row["nodes"] = [node_row(node, zone) for node in run.node_runs.all()]
         return row
-
-
-def open_questions(waiting: list[dict[str, Any]],
-                   pending_answers: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Open questions: an answer stored but not yet applied closes its question."""
-    answered = {answer["node"] for answer in pending_answers}
-    return [question for question in waiting if question["node"] not in answered]
 
 
 def run_columns(run: Run) -> dict[str, Any]:

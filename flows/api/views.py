@@ -23,16 +23,15 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from engine import document_json_schema
+from engine.events import MAX_SEQ
 from flows import services
 from flows.api import serializers as s
 from flows.api.filters import FlowFilter, RunFilter
 from flows.api.pagination import HighestVersionFirst
 from flows.errors import ServiceError
-from flows.execution.executor import executor
 from flows.models import Flow, FlowVersion, NodeRun, Run, RunEvent
 
 EVENTS_PAGE = 1000
-MAX_SEQ = 2**31 - 1
 
 ERRORS = {code: OpenApiResponse(s.ErrorSerializer, description=text) for code, text in {
     400: "The request is not valid", 404: "Not found (or not yours)",
@@ -173,7 +172,7 @@ class FlowRuns(APIView):
             idempotency_key=request.headers.get("Idempotency-Key"),
             fingerprint=services.request_fingerprint({"flow": slug, "body": request.data}))
         if body.get("wait"):
-            executor.wait(run.pk, body["wait"])
+            services.wait_for_run(run, body["wait"])
         if created and not body.get("wait"):
             # The run as it was just created (queued, no node yet): no need to read it back.
             run._prefetched_objects_cache = {"node_runs": NodeRun.objects.none()}

@@ -14,24 +14,23 @@ import contextvars
 import logging
 import threading
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from django.db import connections
 from django.utils import timezone
 
-from engine import Checkpoint, Plan, Run, RunResult
+from engine import Checkpoint, Plan, Run
 from engine.ports import Services
 from engine.questions import Answer, AnswerRefused
-from flows.execution import leases
 from flows.execution.children import PlatformFlowRunner
 from flows.execution.database import db
-from flows.execution.records import end_run
 from flows.execution.sink import DatabaseSink
 from flows.execution.world import shared_world
 from flows.models import Run as RunRow
-from flows.models import RunEvent
 from flows.plans import plan_for
+from flows.services import lifecycle
+from flows.services.history import stored_events
 from tracing.runs import ObservedSink, observed
 
 logger = logging.getLogger(__name__)
@@ -41,7 +40,7 @@ MAINTENANCE_INTERVAL_S = 5.0
 
 class Executor:
     def __init__(self) -> None:
-        self.worker = leases.new_worker_id()
+        self.worker = lifecycle.new_worker_id()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._guard = threading.Lock()
@@ -130,14 +129,14 @@ class Executor:
         event = self._settled.setdefault(str(run_id), threading.Event())
         deadline = timezone.now() + timedelta(seconds=timeout)
         while timezone.now() < deadline:
-            if event.wait(0.1) or _settled(run_id):
+            if event.wait(0.1) or lifecycle.is_settled(run_id):
                 break
         self._settled.pop(str(run_id), None)
 
     async def attend(self, run_id: str) -> None:
         live = self._live.get(run_id)
         if live is not None:
-            row = await db(leases.renew, run_id, self.worker)
+            row = await db(lifecycle.renew, run_id, self.worker)
             if row is not None:
                 await self._apply_requests(run_id, row)
             return
@@ -151,11 +150,13 @@ class Executor:
 
     async def _execute(self, run_id: str) -> bool:
         """Execute a claimable run until it stops; True when it should be claimed again."""
-        row = await db(leases.claim, run_id, self.worker)
+        row = await db(lifecycle.claim, run_id, self.worker)
         if row is None:
             return False
         if row.parent_run_id is not None and row.status == RunRow.Status.RUNNING:
-            await db(abandon_child, row)  # its parent starts a new child when it resumes
+            # Its parent starts a new child when it resumes.
+            await db(lifecycle.terminate, row.pk, "cancelled",
+                     "the parent run was interrupted and starts a new child run")
             return False
         plan, stored = await db(_plan_and_events, row)
         resume = Checkpoint.from_events(stored) if stored else None
@@ -173,9 +174,9 @@ class Executor:
             result = await engine_run.execute()  # the run's span is current meanwhile
         again = False
         if result.status == "waiting":
-            again = await db(_pause, run_id, self.worker, result, row.answer_serial)
+            again = await db(lifecycle.pause, run_id, self.worker, result, row.answer_serial)
         else:
-            await db(leases.release, run_id, self.worker, pending_answers=[])
+            await db(lifecycle.release, run_id, self.worker, pending_answers=[])
         event = self._settled.get(run_id)
         if event is not None and not again:
             event.set()
@@ -198,10 +199,10 @@ class Executor:
         task = asyncio.current_task()
 
         async def renew() -> None:
-            interval = leases.lease_seconds() / 3
+            interval = lifecycle.lease_seconds() / 3
             while True:
                 await asyncio.sleep(interval)
-                row = await db(leases.renew, run_id, self.worker)
+                row = await db(lifecycle.renew, run_id, self.worker)
                 if row is None:
                     logger.warning("lost the lease of run %s: stopping here", run_id)
                     if task is not None:
@@ -228,13 +229,10 @@ class Executor:
                 except AnswerRefused:
                     logger.info("run %s: answer for %s no longer applies", run_id,
                                 answer["node"])
-            await db(leases.take_answers, run_id, self.worker, row.answer_serial)
+            await db(lifecycle.take_answers, run_id, self.worker, row.answer_serial)
             self._live[run_id] = (engine_run, row.answer_serial)
 
     # -- what runs are given --------------------------------------------------------------------
-
-    def lease_until(self) -> datetime:
-        return timezone.now() + timedelta(seconds=leases.lease_seconds())
 
     def sink_for(self, row: RunRow, plan: Plan) -> ObservedSink:
         """The database sink, seen on the way by metrics and (when on) tracing."""
@@ -261,7 +259,7 @@ class Executor:
 
     async def recover(self) -> int:
         """Attend every run that needs a worker; the number of runs taken up."""
-        run_ids = await db(leases.runs_needing_a_worker)
+        run_ids = await db(lifecycle.runs_needing_a_worker)
         taken = [str(run_id) for run_id in run_ids if str(run_id) not in self._live]
         for run_id in taken:
             self._spawn(self.attend(run_id))
@@ -274,43 +272,9 @@ class Executor:
         return task
 
 
-def _settled(run_id: Any) -> bool:
-    """Finished, or waiting for a person with nothing (answer, cancel, deadline) to act on."""
-    row = RunRow.objects.filter(pk=run_id).values("status", "lease_owner", "wake_at").first()
-    if row is None or row["status"] in RunRow.FINISHED:
-        return True
-    return row["status"] == RunRow.Status.WAITING and not row["lease_owner"] and (
-        row["wake_at"] is None or row["wake_at"] > timezone.now())
 
-
-def _plan_and_events(row: RunRow) -> tuple[Plan, list[dict[str, Any]]]:
-    events = [event.envelope() for event in RunEvent.objects.filter(run=row).order_by("seq")]
-    return plan_for(row.document_id), events
-
-
-def _pause(run_id: str, worker: str, result: RunResult, serial: int) -> bool:
-    """Record that a run waits for answers, with the executing time and recovered nodes so
-    far (api.md: a waiting run shows them); True when an answer or a cancel came meanwhile."""
-    waiting = result.waiting
-    deadlines = [q["timeout_at"] for q in waiting if q.get("timeout_at")]
-    wake_at = min(datetime.fromisoformat(d.replace("Z", "+00:00")) for d in deadlines) \
-        if deadlines else None
-    # The answers this execution started with are applied now (stored as run.resumed).
-    RunRow.objects.filter(pk=run_id, lease_owner=worker, answer_serial=serial).update(
-        pending_answers=[])
-    leases.release(run_id, worker, status=RunRow.Status.WAITING, waiting=waiting,
-                   wake_at=wake_at, elapsed_ms=result.elapsed_ms, recovered=result.recovered)
-    row = RunRow.objects.only("answer_serial", "cancel_requested").get(pk=run_id)
-    if row.answer_serial != serial or row.cancel_requested:
-        RunRow.objects.filter(pk=run_id).update(wake_at=timezone.now())
-        return True
-    return False
-
-
-def abandon_child(row: RunRow) -> None:
-    """A child run whose worker died: its parent will start a new one, so this one ends."""
-    end_run(row.pk, "cancelled", "the parent run was interrupted and starts a new child run")
-    leases.release(row.pk, row.lease_owner)
+def _plan_and_events(row: RunRow) -> tuple[Plan, list[Any]]:
+    return plan_for(row.document_id), stored_events(row.pk)
 
 
 executor = Executor()

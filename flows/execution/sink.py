@@ -19,7 +19,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 
-from flows.execution.records import store_events
+from flows.services.history import store_events
 from tracing import metrics
 
 logger = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from django.views.decorators.http import require_http_methods, require_safe
 from flows import services
 from flows.api.serializers import RunDetailSerializer
 from flows.errors import ServiceError
-from flows.models import Flow, FlowVersion, Run
+from flows.models import Flow, Run
 from flows.pages.forms import InputsForm, VersionForm, start_inputs, type_label
 
 LOGIN_URL = "pages:login"
@@ -97,7 +97,7 @@ def start_page(request, slug: str):
                                published=flow.published_version)
     version = (version_form.cleaned_data["version"] if version_form.is_bound
                and version_form.is_valid() else version_form.fields["version"].initial)
-    specs = start_inputs(snapshot_document(flow, version))
+    specs = start_inputs(services.document_of(flow, version))
     inputs_form = InputsForm(request.POST if posted else None, specs=specs)
     if posted and version_form.is_valid() and inputs_form.is_valid():
         try:
@@ -114,16 +114,6 @@ def start_page(request, slug: str):
     return render(request, "flows/start.html", {
         "flow": flow, "version": version, "version_form": version_form,
         "inputs_form": inputs_form, "fields": fields, "run_modules": RUN_MODULES})
-
-
-def snapshot_document(flow: Flow, version: str) -> Any:
-    """The document a run of `version` ("draft" or "published") would execute."""
-    if version == "published" and flow.published_version is not None:
-        published = (FlowVersion.objects.select_related("document")
-                     .filter(flow=flow, number=flow.published_version).first())
-        if published is not None:
-            return published.document.dsl
-    return flow.draft
 
 
 @require_safe

@@ -9,7 +9,9 @@ from flows.services.runs import (
     request_fingerprint,
     run_of,
     start_run,
+    wait_for_run,
 )
+from flows.services.snapshots import document_of
 from flows.services.tokens import create_token, revoke_token, user_for_key
 
 __all__ = [
@@ -19,6 +21,7 @@ __all__ = [
     "create_flow",
     "create_token",
     "delete_flow",
+    "document_of",
     "flow_of",
     "problems_of",
     "prune_runs",
@@ -29,4 +32,5 @@ __all__ = [
     "start_run",
     "update_flow",
     "user_for_key",
+    "wait_for_run",
 ]

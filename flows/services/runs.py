@@ -5,25 +5,22 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from engine import InputsInvalid, Plan, document_digest
+from engine import InputsInvalid
 from engine.questions import AnswerRefused, check_answer
-from flows.cache import plan_cache
 from flows.errors import ServiceError
-from flows.execution.records import parse_ts
-from flows.lookup import version_map
-from flows.models import Document, Flow, Run
+from flows.models import Flow, Run
 from flows.plans import plan_for
+from flows.services import dispatch, lifecycle, snapshots
+from flows.services.history import parse_ts
 from tracing.context import current_trace_parent
 
 MAX_IDEMPOTENCY_KEY = 200
-MAX_VERSION = 2**31 - 1  # beyond the column's range: no such version (and no query error)
 
 
 def request_fingerprint(body: Any) -> str:
@@ -47,7 +44,7 @@ def start_run(owner: Any, flow: Flow, inputs: Any, version: Any = None,
         existing = Run.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
         if existing is not None:
             return _repeated(existing, fingerprint), False
-    snapshot = _snapshot(flow, version)
+    snapshot = snapshots.resolve(flow, version)
     try:
         applied = snapshot.plan.apply_inputs(inputs)
     except InputsInvalid as invalid:
@@ -55,14 +52,10 @@ def start_run(owner: Any, flow: Flow, inputs: Any, version: Any = None,
                            [problem.to_dict() for problem in invalid.problems]) from invalid
 
     def insert() -> Run:
-        if snapshot.unsaved is not None:
-            _store(snapshot.digest, snapshot.unsaved, snapshot.plan)
-        run = Run.objects.create(
-            owner=owner, flow=flow, version_id=snapshot.version_id,
-            version_number=snapshot.number, document_id=snapshot.digest, inputs=applied,
-            idempotency_key=idempotency_key, request_hash=fingerprint,
-            trace_parent=current_trace_parent())
-        transaction.on_commit(lambda: _execute(run.pk))
+        run = lifecycle.create(flow, snapshot, applied, owner=owner,
+                               idempotency_key=idempotency_key, request_hash=fingerprint,
+                               trace_parent=current_trace_parent())
+        transaction.on_commit(lambda: dispatch.ring(run.pk))
         return run
 
     try:
@@ -86,57 +79,6 @@ def _repeated(run: Run, fingerprint: str) -> Run:
     return run
 
 
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """What a new run executes: a document (by hash) and its plan, of a version or a draft."""
-
-    digest: str
-    plan: Plan
-    version_id: int | None = None
-    number: int | None = None
-    unsaved: Any = None  # a draft's document not stored yet: stored with the run
-
-
-def _snapshot(flow: Flow, version: Any) -> Snapshot:
-    """The document a new run executes: a published version, or the draft frozen now."""
-    if version is None:
-        version = "published" if flow.published_version is not None else "draft"
-    if version == "draft":
-        return _draft_snapshot(flow)
-    if version == "published":
-        if flow.published_version is None:
-            raise ServiceError(409, "not_published", f'the flow "{flow.slug}" has no published '
-                                                     "version")
-        version = flow.published_version
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise ServiceError(400, "invalid_version",
-                           'version must be "draft", "published" or a version number',
-                           [{"path": "/version", "code": "invalid_value",
-                             "message": f"{version!r} is not a version"}])
-    found = version_map.resolve(flow, version) if version <= MAX_VERSION else None
-    if found is None:
-        raise ServiceError(404, "not_found", f'the flow "{flow.slug}" has no version {version}')
-    version_id, digest = found
-    return Snapshot(digest, plan_cache.get(digest), version_id, version)
-
-
-def _draft_snapshot(flow: Flow) -> Snapshot:
-    """The draft's document by its hash: the stored one, or one stored with the run once the
-    inputs passed (refused inputs write no row). The draft itself is read only then."""
-    digest = flow.draft_hash
-    if Document.objects.filter(hash=digest).exists():
-        return Snapshot(digest, plan_cache.get(digest))
-    dsl = flow.__dict__.get("draft")
-    if dsl is None:  # not loaded (flow_of(..., for_run=True)): read it now, once
-        dsl = Flow.objects.values_list("draft", flat=True).get(pk=flow.pk)
-    digest = document_digest(dsl)  # the same hash, unless the row was edited by hand
-    return Snapshot(digest, plan_cache.get(digest, dsl=dsl), unsaved=dsl)
-
-
-def _store(digest: str, dsl: Any, plan: Plan) -> None:
-    Document.objects.get_or_create(hash=digest, defaults={"dsl": dsl, "plan": plan.to_dict()})
-
-
 def answer_run(run: Run, answer: Any, option: Any = None, node: Any = None,
                by: str | None = None) -> Run:
     """Store an answer to an open question; the run continues wherever it executes.
@@ -146,8 +88,8 @@ def answer_run(run: Run, answer: Any, option: Any = None, node: Any = None,
     to take its timeout edge now rather than at the next maintenance pass."""
     with transaction.atomic():
         locked = Run.objects.select_for_update().get(pk=run.pk)
-        answered = {a["node"] for a in locked.pending_answers}
-        open_nodes = [q["node"] for q in locked.waiting if q["node"] not in answered]
+        open_nodes = [question["node"] for question in
+                      snapshots.open_questions(locked.waiting, locked.pending_answers)]
         if locked.is_finished or not open_nodes:
             raise ServiceError(409, "not_waiting", "the run has no open question")
         if node is None:
@@ -164,7 +106,7 @@ def answer_run(run: Run, answer: Any, option: Any = None, node: Any = None,
                                    f'the question "{node}" timed out at {deadline}')
             if locked.status == Run.Status.WAITING:
                 Run.objects.filter(pk=run.pk).update(wake_at=timezone.now())
-                transaction.on_commit(lambda: _execute(run.pk))
+                transaction.on_commit(lambda: dispatch.ring(run.pk))
         else:
             refused = None
             try:
@@ -179,7 +121,7 @@ def answer_run(run: Run, answer: Any, option: Any = None, node: Any = None,
                 locked.wake_at = timezone.now()
                 fields.append("wake_at")
             locked.save(update_fields=fields)
-            transaction.on_commit(lambda: _execute(run.pk))
+            transaction.on_commit(lambda: dispatch.ring(run.pk))
     if refused is not None:
         raise refused
     locked.refresh_from_db()
@@ -198,7 +140,7 @@ def cancel_run(run: Run) -> Run:
             locked.wake_at = timezone.now()
             fields.append("wake_at")
         locked.save(update_fields=fields)
-        transaction.on_commit(lambda: _execute(run.pk))
+        transaction.on_commit(lambda: dispatch.ring(run.pk))
     return locked
 
 
@@ -214,7 +156,7 @@ def run_of(owner: Any, run_id: Any) -> Run:
     return run
 
 
-def _execute(run_id: Any) -> None:
-    from flows.execution.executor import executor
 
-    executor.submit(run_id)
+def wait_for_run(run: Run, timeout: float) -> None:
+    """Block until the run finishes or waits for a person, or `timeout` seconds pass."""
+    dispatch.wait(run.pk, timeout)

@@ -107,10 +107,10 @@ def test_a_live_lease_is_not_taken_over():
     flow = services.create_flow(owner, slow_flow())
     run = Run.objects.create(owner=owner, flow=flow, document=services.documents.store_document(
         flow.draft), inputs={})
-    from flows.execution import leases
+    from flows.services import lifecycle
 
-    assert leases.claim(run.pk, "worker-a") is not None
-    assert leases.claim(run.pk, "worker-b") is None
-    assert leases.renew(run.pk, "worker-b") is None
-    assert leases.renew(run.pk, "worker-a") is not None
+    assert lifecycle.claim(run.pk, "worker-a") is not None
+    assert lifecycle.claim(run.pk, "worker-b") is None
+    assert lifecycle.renew(run.pk, "worker-b") is None
+    assert lifecycle.renew(run.pk, "worker-a") is not None
 

@@ -18,8 +18,8 @@ from django.test import Client
 
 from flows import services
 from flows.admin.display import live_run_url
-from flows.execution.records import store_events
 from flows.models import Run
+from flows.services.history import store_events
 
 from . import factories
 

@@ -27,10 +27,10 @@ from django.test import Client
 from flows import services
 from flows.consumers import RunConsumer
 from flows.execution.executor import executor
-from flows.execution.records import store_events
 from flows.execution.sink import publish, run_group
 from flows.fanout import run_watchers
 from flows.models import Run, RunEvent
+from flows.services.history import store_events
 from tests.processes import environment_for_another_process
 
 ROOT = Path(__file__).resolve().parents[2]

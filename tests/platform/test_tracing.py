@@ -140,7 +140,7 @@ def test_the_trace_parent_is_stored_so_any_worker_continues_the_trace(spans, own
     from django.utils import timezone
 
     hello = flow(owner, "hello")
-    monkeypatch.setattr("flows.services.runs._execute", lambda run_id: None)  # never handed on
+    monkeypatch.setattr("flows.services.dispatch.ring", lambda run_id: None)  # never handed on
     with setup.tracer().start_as_current_span("a caller") as caller:
         started = run(owner, hello)
     context = caller.get_span_context()

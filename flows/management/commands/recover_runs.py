@@ -13,10 +13,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from flows.execution import leases
 from flows.execution.executor import executor
 from flows.management.settling import settled
 from flows.models import Run
+from flows.services import lifecycle
 
 POLL_S = 0.1
 
@@ -38,7 +38,7 @@ class Command(BaseCommand):
         # One explicit pass, without the executor's own maintenance loop: this list says
         # which runs it takes up.
         executor.maintenance = False
-        needing = [str(run_id) for run_id in leases.runs_needing_a_worker()]
+        needing = [str(run_id) for run_id in lifecycle.runs_needing_a_worker()]
         try:
             executor.recover_now()
             if not needing:

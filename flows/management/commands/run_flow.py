@@ -18,6 +18,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from engine import events as ev
 from flows import services
 from flows.errors import ServiceError
 from flows.execution.executor import executor
@@ -142,7 +143,7 @@ class EventPrinter:
         events = list(RunEvent.objects.filter(run_id=self.run_id, seq__gt=self.last_seq)
                       .order_by("seq")[:EVENTS_PER_READ])
         for event in events:
-            if event.scope is None and event.type in ("node.finished", "node.skipped"):
+            if event.scope is None and event.type in (ev.NODE_FINISHED, ev.NODE_SKIPPED):
                 self.nodes_done += 1
             self.command.stdout.write(self.line(event))
             self.last_seq = event.seq
@@ -153,11 +154,11 @@ class EventPrinter:
         node = data.pop("node", None) or ""
         if event.scope is not None:
             node = f"{event.scope}[{event.item}].{node}"
-        if event.type == "node.finished" or event.type == "run.finished":
+        if event.type in (ev.NODE_FINISHED, ev.RUN_FINISHED):
             status = data.pop("status", "")
             data = {k: v for k, v in data.items() if v is not None and k != "elapsed_ms"}
             short = f"{status} {compact(data)}" if data else status
-        elif event.type == "node.started":
+        elif event.type == ev.NODE_STARTED:
             data.pop("type", None)
             short = compact(data)
         else:

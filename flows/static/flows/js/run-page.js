@@ -9,7 +9,7 @@
 import { drawGraph, paintGraph } from "./graph.js";
 import { Renderer } from "./render.js";
 import { RunSocket } from "./socket.js";
-import { applyEvent, createState, fromSnapshot, isFinished } from "./state.js";
+import { EVENT, applyEvent, createState, fromSnapshot, isFinished } from "./state.js";
 
 const root = document.getElementById("run-page");
 const doc = JSON.parse(document.getElementById("run-document").textContent);
@@ -50,7 +50,7 @@ const socket = new RunSocket(root.dataset.socket, () => live.seq, {
   onEvent(event) {
     if (!applyEvent(live, event)) return;
     if (shown !== live && live.seq >= snapshot.last_seq) shown = live;
-    if (event.type === "run.resumed") ui.answering.delete(event.data.node);
+    if (event.type === EVENT.RUN_RESUMED) ui.answering.delete(event.data.node);
     schedule();
   },
   onRefusal(error) {

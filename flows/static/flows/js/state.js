@@ -1,5 +1,5 @@
 // The run's state on the page: built from the server's snapshot (the shape of
-// GET /api/runs/{id}/ plus `last_seq`) or rebuilt from the run's events (dsl.md §6).
+// GET /api/runs/{id}/ plus `last_seq`) or rebuilt from the run's events (docs/dsl.md §6).
 //
 // `applyEvent` is the state machine; it ignores an event whose seq it has already seen, so
 // a replay after a reconnection never counts anything twice.
@@ -11,6 +11,19 @@
 // array: a literal array, or a whole reference (`{{start.words}}`, `{{fetch.body.rows}}`)
 // resolved from the run's inputs and the outputs seen so far; when neither works it stays
 // unknown ("?") until the iteration finishes, and is then the number of items seen.
+
+// The event types, named as engine/events.py names them (a test keeps the two in step).
+export const EVENT = Object.freeze({
+  RUN_STARTED: "run.started",
+  RUN_WAITING: "run.waiting",
+  RUN_RESUMED: "run.resumed",
+  RUN_FINISHED: "run.finished",
+  NODE_STARTED: "node.started",
+  NODE_RETRYING: "node.retrying",
+  NODE_CHUNK: "node.chunk",
+  NODE_FINISHED: "node.finished",
+  NODE_SKIPPED: "node.skipped",
+});
 
 export const STATES = ["pending", "running", "waiting", "succeeded", "recovered", "failed",
   "skipped", "cancelled"];
@@ -88,12 +101,12 @@ export function applyEvent(state, event) {
   }
   const node = data.node != null ? state.nodes.get(data.node) : null;
   switch (event.type) {
-    case "run.started":
+    case EVENT.RUN_STARTED:
       state.status = "running";
       state.inputs = data.inputs;
       state.startedAt = event.ts;
       break;
-    case "node.started":
+    case EVENT.NODE_STARTED:
       if (!node) break;
       node.status = "running";
       node.attempts = data.attempt;
@@ -103,18 +116,18 @@ export function applyEvent(state, event) {
       if (data.attempt === 1 || !node.startedAt) node.startedAt = event.ts;
       if (node.items) settleIterationTotal(state, node);
       break;
-    case "node.retrying":
+    case EVENT.NODE_RETRYING:
       if (!node) break;
       node.status = "running";
       node.retrying = { attempt: data.attempt, delayMs: data.delay_ms, error: data.error,
         at: event.ts };
       break;
-    case "node.chunk":
+    case EVENT.NODE_CHUNK:
       if (!node) break;
       if (!node.text && !state.streams.includes(node.id)) state.streams.push(node.id);
       node.text += data.text;
       break;
-    case "node.finished":
+    case EVENT.NODE_FINISHED:
       if (!node) break;
       Object.assign(node, {
         status: data.status, outputs: data.outputs, error: data.error,
@@ -123,22 +136,22 @@ export function applyEvent(state, event) {
       });
       if (node.items) settleIterationTotal(state, node);
       break;
-    case "node.skipped":
+    case EVENT.NODE_SKIPPED:
       if (!node) break;
       node.status = "skipped";
       node.attempts = 0;
       break;
-    case "run.waiting":
+    case EVENT.RUN_WAITING:
       state.waiting = state.waiting.filter((question) => question.node !== data.node);
       state.waiting.push({ node: data.node, question: data.question, options: data.options,
         timeout_at: data.timeout_at });
       if (node) node.status = "waiting";
       break;
-    case "run.resumed":
+    case EVENT.RUN_RESUMED:
       state.waiting = state.waiting.filter((question) => question.node !== data.node);
       if (node && node.status === "waiting") node.status = "running";
       break;
-    case "run.finished":
+    case EVENT.RUN_FINISHED:
       Object.assign(state, {
         status: data.status, outputs: data.outputs, answer: data.answer, error: data.error,
         elapsedMs: data.elapsed_ms, recovered: data.recovered || 0, finishedAt: event.ts,
@@ -155,7 +168,7 @@ export function applyEvent(state, event) {
 function applyBodyEvent(state, event) {
   const iteration = state.iterations.get(event.scope);
   const node = state.nodes.get(event.scope);
-  if (!iteration || !node || !node.items || event.type !== "node.finished") return;
+  if (!iteration || !node || !node.items || event.type !== EVENT.NODE_FINISHED) return;
   if (event.data.node === iteration.end) node.items.done.add(event.item);
   else if (event.data.status === "failed") {
     node.items.done.add(event.item);

@@ -11,9 +11,9 @@ from typing import Any
 
 from django.db import connections, router, transaction
 from django.db.models import F
-from django.utils import timezone
 
-from engine import Checkpoint
+from engine import events as ev
+from engine.events import Event
 from flows.models import NodeRun, Run, RunEvent
 
 
@@ -21,7 +21,7 @@ def parse_ts(ts: str) -> datetime:
     return datetime.fromisoformat(ts.replace("Z", "+00:00"))
 
 
-def store_events(run_id: Any, events: list[dict[str, Any]],
+def store_events(run_id: Any, events: list[Event],
                  node_types: dict[str, str] | None = None) -> None:
     """Store events (in seq order) and project them onto the run and its node runs."""
     if not events:
@@ -32,43 +32,13 @@ def store_events(run_id: Any, events: list[dict[str, Any]],
         _project_run(run_id, events)
 
 
-def end_run(run_id: Any, status: str, message: str) -> None:
-    """End a run that no engine will continue (a child its parent gave up) with the events it
-    lacks, as the engine would end it: every node execution it started and never ended (an
-    open question, a node cut off by a crash) ends `cancelled`, then run.finished, with the
-    executing time and the recovered count its stored events show (dsl.md §6)."""
-    row = Run.objects.get(pk=run_id)
-    stored = [event.envelope() for event in RunEvent.objects.filter(run_id=run_id).order_by("seq")]
-    checkpoint = Checkpoint.from_events(stored) if stored else Checkpoint()
-    ts = timezone.now().isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    events, seq = [], row.last_seq
-    for node, execution in checkpoint.unfinished.items():
-        seq += 1
-        error = {"code": "cancelled", "message": message, "node": node,
-                 "attempt": execution.attempts}
-        events.append(_event(run_id, seq, ts, "node.finished", {
-            "node": node, "status": "cancelled", "outputs": None, "error": error,
-            "elapsed_ms": _ms_since(execution.started_at, ts), "attempts": execution.attempts}))
-    recovered = sum(result.status == "recovered" for result in checkpoint.finished.values())
-    error = {"code": "cancelled", "message": message, "node": None, "attempt": None}
-    events.append(_event(run_id, seq + 1, ts, "run.finished", {
-        "status": status, "outputs": None, "answer": None, "error": error,
-        "elapsed_ms": round(checkpoint.elapsed_ms, 3), "recovered": recovered}))
-    store_events(run_id, events)
+def stored_events(run_id: Any) -> list[Event]:
+    """A run's stored events in order: what its checkpoint is rebuilt from."""
+    rows = RunEvent.objects.filter(run_id=run_id).order_by("seq")
+    return [row.envelope() for row in rows]
 
 
-def _event(run_id: Any, seq: int, ts: str, kind: str, data: dict[str, Any]) -> dict[str, Any]:
-    return {"seq": seq, "type": kind, "ts": ts, "run": str(run_id), "scope": None,
-            "item": None, "data": data}
-
-
-def _ms_since(started: str | None, ts: str) -> float:
-    if not started:
-        return 0.0
-    return round(max(0.0, (parse_ts(ts) - parse_ts(started)).total_seconds() * 1000), 3)
-
-
-def _insert_events(run_id: Any, events: list[dict[str, Any]]) -> None:
+def _insert_events(run_id: Any, events: list[Event]) -> None:
     """INSERT the events with one executemany. Not `bulk_create`: building and compiling a
     model instance per event cost ~150 µs an event, most of a burst's time to its watchers
     (bench/events.py); the values are prepared by the model's own fields all the same."""
@@ -87,27 +57,27 @@ def _insert_events(run_id: Any, events: list[dict[str, Any]]) -> None:
         cursor.executemany(sql, rows)
 
 
-def _project_run(run_id: Any, events: list[dict[str, Any]]) -> None:
+def _project_run(run_id: Any, events: list[Event]) -> None:
     changes: dict[str, Any] = {"last_seq": events[-1]["seq"]}
     waiting_changed = False
     run = Run.objects.only("waiting").get(pk=run_id)
     waiting = list(run.waiting)
     # Counted as they end, so a running run shows them (run.finished then sets the total).
-    recovered = sum(event["type"] == "node.finished" and event["scope"] is None
+    recovered = sum(event["type"] == ev.NODE_FINISHED and event["scope"] is None
                     and event["data"]["status"] == "recovered" for event in events)
     if recovered:
         changes["recovered"] = F("recovered") + recovered
     for event in events:
         kind, data = event["type"], event["data"]
-        if kind == "run.started":
+        if kind == ev.RUN_STARTED:
             changes.update(status=Run.Status.RUNNING, started_at=parse_ts(event["ts"]))
-        elif kind == "run.waiting":
+        elif kind == ev.RUN_WAITING:
             waiting.append(data)
             waiting_changed = True
-        elif kind == "run.resumed":
+        elif kind == ev.RUN_RESUMED:
             waiting = [q for q in waiting if q["node"] != data["node"]]
             waiting_changed = True
-        elif kind == "run.finished":
+        elif kind == ev.RUN_FINISHED:
             changes.update(status=data["status"], outputs=data["outputs"], answer=data["answer"],
                            error=data["error"], elapsed_ms=data["elapsed_ms"],
                            recovered=data["recovered"], finished_at=parse_ts(event["ts"]))
@@ -117,7 +87,7 @@ def _project_run(run_id: Any, events: list[dict[str, Any]]) -> None:
     Run.objects.filter(pk=run_id).update(**changes)
 
 
-def _project_node_runs(run_id: Any, events: list[dict[str, Any]],
+def _project_node_runs(run_id: Any, events: list[Event],
                        node_types: dict[str, str]) -> None:
     if not events:
         return
@@ -125,20 +95,20 @@ def _project_node_runs(run_id: Any, events: list[dict[str, Any]],
     for event in events:
         kind, data = event["type"], event["data"]
         node = data.get("node")
-        if kind == "node.started":
+        if kind == ev.NODE_STARTED:
             state = states.setdefault(node, {"position": event["seq"]})
             state.update(type=data["type"], status="running", attempts=data["attempt"],
                          inputs=data["inputs"])
             state.setdefault("started_at", parse_ts(event["ts"]))
-        elif kind == "node.finished":
+        elif kind == ev.NODE_FINISHED:
             state = states.setdefault(node, {"position": event["seq"]})
             state.update(status=data["status"], outputs=data["outputs"], error=data["error"],
                          attempts=data["attempts"], elapsed_ms=data["elapsed_ms"],
                          finished_at=parse_ts(event["ts"]), logs=data.get("logs"))
-        elif kind == "node.skipped":
+        elif kind == ev.NODE_SKIPPED:
             states.setdefault(node, {"position": event["seq"]}).update(status="skipped",
                                                                       attempts=0)
-        elif kind == "run.waiting":
+        elif kind == ev.RUN_WAITING:
             states.setdefault(node, {"position": event["seq"]})["status"] = "waiting"
     existing = {row.node: row for row in NodeRun.objects.filter(run_id=run_id,
                                                                 node__in=list(states))}

@@ -1,0 +1,38 @@
+"""The doorbell: how services tell whoever executes runs that a run needs looking at.
+
+Services write a run's state and, once it is committed, ring; they never import the
+executor. The process's executor (flows/execution/executor.py) registers itself here when
+the app is ready (flows/apps.py), so the dependency points one way: execution → services.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class Dispatcher(Protocol):
+    def submit(self, run_id: Any) -> None:
+        """Look at the run: execute it, or pass it new answers or a cancel."""
+
+    def wait(self, run_id: Any, timeout: float) -> None:
+        """Block until the run finishes or waits for a person, or `timeout` passes."""
+
+
+_dispatcher: Dispatcher | None = None
+
+
+def use(dispatcher: Dispatcher) -> None:
+    global _dispatcher
+    _dispatcher = dispatcher
+
+
+def ring(run_id: Any) -> None:
+    if _dispatcher is None:
+        raise RuntimeError("no executor is registered (flows.apps registers it when ready)")
+    _dispatcher.submit(run_id)
+
+
+def wait(run_id: Any, timeout: float) -> None:
+    if _dispatcher is None:
+        raise RuntimeError("no executor is registered (flows.apps registers it when ready)")
+    _dispatcher.wait(run_id, timeout)

@@ -1,0 +1,183 @@
+"""A run's life, in one place: every change of a run row's status, lease or requests.
+
+    create ──► queued ──claim──► running ──pause──► waiting ──claim──► running …
+                                    │                                   │
+                                    └─ release (finished) ◄─────────────┘
+    terminate: a run no engine will continue ends with the engine's closing events.
+
+Status, outputs and open questions follow from the run's events (services/history.py
+projects each stored batch onto the row); this module owns what is not an event: the lease
+(who executes the run, until when), the requests that reach a run through the database
+(answers, a cancel, a deadline) and the rows of new runs, top-level and child alike. Leases
+are claimed by compare-and-swap and renewed while the worker lives (healthchecks' "only if
+nobody else took it", with an expiry); docs/platform.md, Execution, tells the whole story.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from engine import Plan, RunResult
+from engine.checkpoint import Checkpoint
+from flows.errors import ServiceError
+from flows.models import Flow, Run
+from flows.services.history import parse_ts, store_events, stored_events
+from flows.services.snapshots import Snapshot, resolve
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def lease_seconds() -> float:
+    return float(getattr(settings, "RUN_LEASE_S", 30))
+
+
+def lease_until() -> datetime:
+    return timezone.now() + timedelta(seconds=lease_seconds())
+
+
+# -- birth ------------------------------------------------------------------------------------
+
+def create(flow: Flow, snapshot: Snapshot, inputs: dict[str, Any], **fields: Any) -> Run:
+    """The row of a new run of `snapshot` (its draft document stored with it), `queued`
+    unless `fields` say otherwise (a child run starts leased to its parent's worker).
+    `fields` name its owner (`owner` or `owner_id`)."""
+    snapshot.store()
+    return Run.objects.create(
+        flow=flow, version_id=snapshot.version_id,
+        version_number=snapshot.number, document_id=snapshot.digest, inputs=inputs, **fields)
+
+
+def start_child(owner_id: Any, parent_run_id: Any, node: str, depth: int, slug: str,
+                version: Any, inputs: Any, worker: str) -> tuple[Run, Plan]:
+    """A subflow's child run of the owner's flow `slug`, already running under `worker`.
+
+    Raises ServiceError `not_published` (no such flow or version: the subflow node's error,
+    docs/dsl.md §5.11) and InputsInvalid."""
+    flow = Flow.objects.filter(owner_id=owner_id, slug=slug, deleted_at__isnull=True).first()
+    if flow is None:
+        raise ServiceError(404, "not_published", f'there is no flow "{slug}"')
+    try:
+        snapshot = resolve(flow, version)
+    except ServiceError as missing:
+        number = "" if version == "published" else f" {version}"
+        raise ServiceError(404, "not_published",
+                           f'the flow "{slug}" has no published version{number}') from missing
+    applied = snapshot.plan.apply_inputs(inputs)
+    row = create(flow, snapshot, applied, owner_id=owner_id, status=Run.Status.RUNNING,
+                 parent_run_id=parent_run_id, parent_node=node, depth=depth,
+                 lease_owner=worker, lease_expires_at=lease_until())
+    return row, snapshot.plan
+
+
+# -- execution --------------------------------------------------------------------------------
+
+def claim(run_id: Any, worker: str) -> Run | None:
+    """Take a run that needs executing, unless someone else holds a live lease on it."""
+    run = Run.objects.filter(pk=run_id).first()
+    now = timezone.now()
+    if run is None or run.is_finished:
+        return None
+    leased = run.lease_owner and run.lease_expires_at and run.lease_expires_at > now
+    if leased:
+        return None
+    if run.status == Run.Status.WAITING and not (
+            run.pending_answers or run.cancel_requested
+            or (run.wake_at is not None and run.wake_at <= now)):
+        return None
+    # A waiting run taken up executes again: it is `running` until it finishes or waits
+    # anew, so that if this worker dies, the run's expired lease gets it taken over.
+    status = Run.Status.RUNNING if run.status == Run.Status.WAITING else run.status
+    taken = Run.objects.filter(
+        pk=run.pk, status=run.status, lease_owner=run.lease_owner,
+        lease_expires_at=run.lease_expires_at,
+    ).update(lease_owner=worker, lease_expires_at=now + timedelta(seconds=lease_seconds()),
+             wake_at=None, status=status,
+             resumed_after_crash=run.resumed_after_crash + (run.status == Run.Status.RUNNING))
+    if not taken:
+        return None
+    # Answers stay on the row until the run pauses or finishes having applied them: if this
+    # worker dies first, the next one applies them (those already applied are no longer open).
+    return Run.objects.select_related("document", "flow").get(pk=run.pk)
+
+
+def renew(run_id: Any, worker: str) -> Run | None:
+    """Extend our lease; None when it was lost (someone took the run over). The row comes
+    with the requests that may have arrived: answers and a cancel."""
+    renewed = Run.objects.filter(pk=run_id, lease_owner=worker).update(
+        lease_expires_at=lease_until())
+    if not renewed:
+        return None
+    return Run.objects.only("pending_answers", "answer_serial", "cancel_requested").get(pk=run_id)
+
+
+def take_answers(run_id: Any, worker: str, serial: int) -> bool:
+    """Remove the answers we read from the row, unless another arrived since (its serial)."""
+    return bool(Run.objects.filter(pk=run_id, lease_owner=worker, answer_serial=serial)
+                .update(pending_answers=[]))
+
+
+def pause(run_id: Any, worker: str, result: RunResult, serial: int) -> bool:
+    """Record that a run waits for answers, with the executing time and recovered nodes so
+    far (a waiting run shows them), and give up its lease; True when an answer or a cancel
+    came meanwhile, so the run should be claimed again at once."""
+    deadlines = [q["timeout_at"] for q in result.waiting if q.get("timeout_at")]
+    wake_at = min(parse_ts(deadline) for deadline in deadlines) if deadlines else None
+    # The answers this execution started with are applied now (stored as run.resumed).
+    Run.objects.filter(pk=run_id, lease_owner=worker, answer_serial=serial).update(
+        pending_answers=[])
+    release(run_id, worker, status=Run.Status.WAITING, waiting=result.waiting,
+            wake_at=wake_at, elapsed_ms=result.elapsed_ms, recovered=result.recovered)
+    row = Run.objects.only("answer_serial", "cancel_requested").get(pk=run_id)
+    if row.answer_serial != serial or row.cancel_requested:
+        Run.objects.filter(pk=run_id).update(wake_at=timezone.now())
+        return True
+    return False
+
+
+def release(run_id: Any, worker: str, **changes: Any) -> bool:
+    """Give up our lease (the run finished, paused or is left to another worker)."""
+    return bool(Run.objects.filter(pk=run_id, lease_owner=worker).update(
+        lease_owner="", lease_expires_at=None, **changes))
+
+
+def terminate(run_id: Any, status: str, message: str) -> None:
+    """End a run that no engine will continue (a child its parent gave up) with the closing
+    events the engine makes for it, and free its lease."""
+    checkpoint = Checkpoint.from_events(stored_events(run_id))
+    ts = timezone.now().isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    store_events(run_id, checkpoint.closing_events(str(run_id), status, message, ts))
+    Run.objects.filter(pk=run_id).update(lease_owner="", lease_expires_at=None)
+
+
+# -- finding work -----------------------------------------------------------------------------
+
+def runs_needing_a_worker(limit: int = 100) -> list[Any]:
+    """Runs whose lease expired (their worker died), that were never picked up, or that
+    wait and have an answer, a cancel or a passed deadline."""
+    now = timezone.now()
+    grace = now - timedelta(seconds=lease_seconds())
+    stale = Q(status__in=Run.ACTIVE) & (
+        Q(lease_expires_at__lt=now) | Q(lease_expires_at__isnull=True, created_at__lt=grace))
+    due = Q(status=Run.Status.WAITING, wake_at__lte=now)
+    return list(Run.objects.filter(stale | due).order_by("created_at")
+                .values_list("pk", flat=True)[:limit])
+
+
+def is_settled(run_id: Any) -> bool:
+    """Finished, or waiting for a person with nothing (answer, cancel, deadline) to act on."""
+    row = Run.objects.filter(pk=run_id).values("status", "lease_owner", "wake_at").first()
+    if row is None or row["status"] in Run.FINISHED:
+        return True
+    return row["status"] == Run.Status.WAITING and not row["lease_owner"] and (
+        row["wake_at"] is None or row["wake_at"] > timezone.now())
+
