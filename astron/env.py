@@ -1,4 +1,4 @@
-"""Strict readers for configuration from environment variables (docs: configuration.md).
+"""Strict readers for configuration from environment variables (docs/configuration.md).
 
 Every reader takes the variable's name and a default. An unset or empty variable gives the
 default; a malformed one raises ImproperlyConfigured naming the variable, so a typo stops

@@ -1,4 +1,4 @@
-"""Django settings for Astron. Every knob is an environment variable: see configuration.md.
+"""Django settings for Astron. Every knob is an environment variable: see docs/configuration.md.
 
 With none set, Astron runs embedded: SQLite in data/, an in-process cache and an in-memory
 channel layer.
@@ -84,7 +84,7 @@ if REDIS_URL:
             "LOCATION": cache_url,
             "KEY_PREFIX": "astron",
             "OPTIONS": {
-                # Never pickle what goes to a shared server (architecture.md, Caching).
+                # Never pickle what goes to a shared server (docs/platform.md, Caching).
                 "SERIALIZER": "django_redis.serializers.msgpack.MSGPackSerializer",
                 # Spans for the cache's commands (not the channel layer's) when tracing is on.
                 "CONNECTION_FACTORY": "tracing.redis.TracedConnectionFactory",
@@ -186,9 +186,9 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
-# --- API (shared docs: api.md) ------------------------------------------------------------------
+# --- API (docs/api.md) ------------------------------------------------------------------
 
-# A body over 2 MiB is refused (413); flow documents themselves stop at 1 MiB (dsl.md §1).
+# A body over 2 MiB is refused (413); flow documents themselves stop at 1 MiB (docs/dsl.md §1).
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 
 REST_FRAMEWORK = {
@@ -213,7 +213,7 @@ REST_FRAMEWORK = {
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Astron API",
-    "DESCRIPTION": "Flows, versions and runs of the Astron workflow platform (api.md).",
+    "DESCRIPTION": "Flows, versions and runs of the Astron workflow platform (docs/api.md).",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_AUTHENTICATION": [],

@@ -153,7 +153,7 @@ async def _attempt(graph: GraphExecution, node: PlanNode, strategy: Any,
 
 
 def output_problem(outputs: Any, declared: dict[str, Any] | None) -> str | None:
-    """Why a node's outputs do not match its declaration (dsl.md §2: never coerced)."""
+    """Why a node's outputs do not match its declaration (docs/dsl.md §2: never coerced)."""
     if declared is None:
         return None
     if not isinstance(outputs, dict):

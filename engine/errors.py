@@ -1,6 +1,6 @@
 """Error values shared by validation, compilation and execution.
 
-Validation problems (dsl.md §7) and node errors (dsl.md §6) are plain values with codes;
+Validation problems and node errors (docs/dsl.md §7) are plain values with codes;
 they are raised or returned the same way everywhere and turned into HTTP answers in one place.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-# Errors worth another attempt (dsl.md §2, `retry`). `http_status` is transient only for
+# Errors worth another attempt (docs/dsl.md §2, `retry`). `http_status` is transient only for
 # 429 and 5xx, which the node marks with `details["status"]`.
 TRANSIENT_CODES = frozenset({"timeout", "code_error", "network_error", "provider_error"})
 
@@ -45,7 +45,7 @@ class InputsInvalid(Exception):
 
 @dataclass(slots=True)
 class NodeError(Exception):
-    """The one error object of dsl.md §6, raised by node strategies and stored everywhere."""
+    """The one error object of docs/dsl.md §7, raised by node strategies and stored everywhere."""
 
     code: str
     message: str

@@ -1,4 +1,4 @@
-"""Compiled value expressions and templates, and their resolution at run time (dsl.md §3).
+"""Compiled value expressions and templates, and their resolution at run time (docs/dsl.md §3).
 
 Expressions are parsed once at compile time into small immutable objects. Each resolves
 against a `Scope` and serialises to plain JSON data (`to_data` / `expression_from_data`),
@@ -145,7 +145,7 @@ class ArrayOf(Expression):
 
 
 def walk(value: Any, path: Path, reference: Any) -> Any:
-    """Follow a path: missing keys, indexes out of range and null give null (dsl.md §3 rule 5)."""
+    """Follow a path: missing keys, indexes out of range and null give null (docs/dsl.md §3, references)."""
     for step in path:
         if value is None:
             return None

@@ -28,7 +28,7 @@ class RetryPolicy:
     jitter: bool = True
 
     def delay_ms(self, failed_attempt: int, random: Any) -> float:
-        """The pause after attempt `failed_attempt` (1-based) failed: dsl.md §2, full jitter."""
+        """The pause after attempt `failed_attempt` (1-based) failed: docs/dsl.md §2, full jitter."""
         bound = min(self.backoff_ms * self.multiplier ** (failed_attempt - 1), self.max_backoff_ms)
         return random.uniform(0, bound) if self.jitter else bound
 
@@ -106,7 +106,7 @@ class Plan:
         return hash(self.digest)
 
     def apply_inputs(self, inputs: Any) -> dict[str, Any]:
-        """Check run inputs against the start node and apply defaults (dsl.md §5.1)."""
+        """Check run inputs against the start node and apply defaults (docs/dsl.md §5.1)."""
         if not isinstance(inputs, dict):
             raise InputsInvalid([Problem("", "invalid_inputs", "inputs must be an object")])
         problems = []

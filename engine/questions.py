@@ -1,4 +1,4 @@
-"""Questions to a person (dsl.md §5.10): open, answered, timed out, resumed after a pause.
+"""Questions to a person (docs/dsl.md §5.10): open, answered, timed out, resumed after a pause.
 
 A question's branch waits while the rest of the run goes on; when nothing else is executing
 the run stops with status `waiting` and its state lives in its events (a checkpoint). An

@@ -1,4 +1,4 @@
-"""Parsing of `{{ … }}` references inside strings (dsl.md §3).
+"""Parsing of `{{ … }}` references inside strings (docs/dsl.md §3).
 
 Parsing is purely syntactic: it says where references are and what they name. What a name
 means (a node, an input, `sys`, `item`) is decided by validation, which knows the graph.

@@ -1,4 +1,4 @@
-"""The dispatcher: runs one graph of a plan with every ready node started at once (dsl.md §4).
+"""The dispatcher: runs one graph of a plan with every ready node started at once (docs/dsl.md §4).
 
 One `GraphExecution` owns the state of its graph: edge decisions, node results, the ready
 queue, open questions. Node attempts run as tasks (engine/attempts.py) that report back
@@ -139,7 +139,7 @@ class GraphExecution(QuestionsMixin):
                     self.resolved_inputs.get(index))
 
     def node_results(self) -> dict[str, NodeResult]:
-        """The graph's node executions so far, open questions as `waiting` (dsl.md §5.10)."""
+        """The graph's node executions so far, open questions as `waiting` (docs/dsl.md §5.10)."""
         results = dict(self.results)
         for index, question in self.waiting.items():
             node = self.graph.nodes[index]

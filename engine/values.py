@@ -1,4 +1,4 @@
-"""JSON values: the seven output types, text rendering and JSON equality (dsl.md §2, §3, §5.4)."""
+"""JSON values: the seven output types, text rendering and JSON equality (docs/dsl.md §2, §3, §5.4)."""
 
 from __future__ import annotations
 

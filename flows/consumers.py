@@ -1,4 +1,4 @@
-"""The live event stream of a run: `/ws/runs/<id>/?after=N` (api.md, "Live events").
+"""The live event stream of a run: `/ws/runs/<id>/?after=N` (docs/api.md, "Live events").
 
 A watcher joins the run's channel group (through its process's one subscription to the run,
 flows/fanout.py) *before* it reads the stored events, so whatever is published while it
@@ -132,7 +132,7 @@ def parse_after(query_string: bytes) -> int | None:
 
 
 class RunConsumer(AsyncWebsocketConsumer):
-    # Seconds an unauthenticated socket has to send its token frame (api.md: 5).
+    # Seconds an unauthenticated socket has to send its token frame (docs/api.md: 5).
     auth_timeout_s: float = 5.0
     # Seconds without progress after which the run's last stored seq is compared with the
     # last one sent (doubled while there is nothing new, up to `idle_check_max_s`); a socket

@@ -6,7 +6,7 @@ from typing import Any
 
 
 class ServiceError(Exception):
-    """A refused request: an HTTP status, a code from api.md, a message and details."""
+    """A refused request: an HTTP status, a code from docs/api.md, a message and details."""
 
     def __init__(self, status: int, code: str, message: str, details: list[Any] | None = None):
         super().__init__(message)

@@ -9,7 +9,7 @@ import math
 import re
 from typing import Any
 
-# Far above what a flow document may nest (64 levels, dsl.md §1, reported as `too_deep`),
+# Far above what a flow document may nest (64 levels, docs/dsl.md §1, reported as `too_deep`),
 # low enough that encoding the body again never meets Python's recursion limit.
 MAX_DEPTH = 200
 

@@ -1,4 +1,4 @@
-"""Websocket routes and who may open them (api.md, "Live events over a websocket").
+"""Websocket routes and who may open them (docs/api.md, "Live events over a websocket").
 
 A connection that sends an `Origin` header is a browser's: its origin's host must be one of
 `ALLOWED_HOSTS` (ports ignored, Django's host patterns: `.example.com`, `*`), else the

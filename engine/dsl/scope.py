@@ -1,4 +1,4 @@
-"""What a reference may name from a given node: its graph, then enclosing graphs (dsl.md §3, §5.9)."""
+"""What a reference may name from a given node: its graph, then enclosing graphs (docs/dsl.md §3, §5.9)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 One definition serves three purposes: checking a document (problems with JSON Pointer paths),
 compiling params (templates and value expressions parsed once) and publishing a JSON Schema.
-Field kinds say which error code each kind of mistake gets (dsl.md §2, §7).
+Field kinds say which error code each kind of mistake gets (docs/dsl.md §2, §7).
 """
 
 from __future__ import annotations
@@ -177,14 +177,14 @@ class AnyJson(Field):
 
 @dataclass
 class ValueExpression(Field):
-    """Any JSON value; its strings may hold references (dsl.md §3)."""
+    """Any JSON value; its strings may hold references (docs/dsl.md §3)."""
 
     def check(self, value: Any, path: str, checker: Checker, in_params: bool) -> bool:
         collect_references(value, path, checker, template=False)
         return True
 
     def schema(self) -> dict[str, Any]:
-        return _described({}, self.description or "a value expression (dsl.md §3)")
+        return _described({}, self.description or "a value expression (docs/dsl.md §3)")
 
     def compile(self, value: Any, compiler: Any) -> Expression:
         return compiler.expression(value)
@@ -207,7 +207,7 @@ class Template(Field):
         return True
 
     def schema(self) -> dict[str, Any]:
-        return _described({"type": "string"}, self.description or "a template (dsl.md §3)")
+        return _described({"type": "string"}, self.description or "a template (docs/dsl.md §3)")
 
     def compile(self, value: Any, compiler: Any) -> Expression:
         return compiler.template(value)

@@ -1,4 +1,4 @@
-"""Static validation of `astron/v1` documents (dsl.md §1–§5, codes of §7).
+"""Static validation of `astron/v1` documents (docs/dsl.md §1–§5, codes of §7).
 
 Every problem is reported at once, with a JSON Pointer path, and checking goes on after a
 problem wherever the rest can still be checked. The analysis also keeps what compilation

@@ -1,4 +1,4 @@
-"""Chat providers for the `llm` node (dsl.md §5.8, docs/llm.md).
+"""Chat providers for the `llm` node (docs/dsl.md §5.8, docs/llm.md).
 
 `echo` is the deterministic offline provider every server has; `OpenAICompatibleProvider`
 speaks the OpenAI chat completions protocol with streaming; `providers_from_config` builds

@@ -1,4 +1,4 @@
-"""`echo`: the deterministic, offline chat provider every server has (dsl.md §5.8).
+"""`echo`: the deterministic, offline chat provider every server has (docs/dsl.md §5.8).
 
 Its text is exactly the rendered prompt — the system prompt is not part of it — streamed
 word by word: each chunk is a run of non-blank characters with the blanks that follow it

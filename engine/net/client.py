@@ -185,7 +185,7 @@ class GuardedHttpClient:
 
 
 def _encode_body(body: Any) -> tuple[bytes | None, str | None]:
-    """Bytes to send and the content type they imply (dsl.md §5.7: JSON or text)."""
+    """Bytes to send and the content type they imply (docs/dsl.md §5.7: JSON or text)."""
     if body is None:
         return None, None
     if isinstance(body, bytes | bytearray):

@@ -1,4 +1,4 @@
-"""Which addresses the `http` node may connect to (dsl.md §5.7; docs/http.md).
+"""Which addresses the `http` node may connect to (docs/dsl.md §5.7; docs/http.md).
 
 An address is refused when it is not one the public internet can reach: private, loopback,
 link-local, unspecified, shared (CGNAT), multicast, reserved or documentation ranges, IPv6

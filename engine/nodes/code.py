@@ -1,4 +1,4 @@
-"""The `code` node (dsl.md §5.6): params and checks in specs_io, execution here.
+"""The `code` node (docs/dsl.md §5.6): params and checks in specs_io, execution here.
 
 The user's Python never runs in the server: it goes to the sandbox port the platform
 configured (`engine.sandbox.ProcessSandbox`), with the operator's limits.

@@ -1,4 +1,4 @@
-"""The `http` node (dsl.md §5.7; docs/http.md): params and checks in specs_io, execution here.
+"""The `http` node (docs/dsl.md §5.7; docs/http.md): params and checks in specs_io, execution here.
 
 The node renders its params, sends one request through `services.http` (the guarded client
 the platform configured, or the process-wide one) and turns the answer into outputs. What

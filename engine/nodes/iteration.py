@@ -1,4 +1,4 @@
-"""The `iteration` node (dsl.md §5.9): its body runs once per item, up to `concurrency` at once.
+"""The `iteration` node (docs/dsl.md §5.9): its body runs once per item, up to `concurrency` at once.
 
 Items are handed to a few workers rather than one task each, so a 10,000-item iteration holds
 at most `concurrency` body executions in memory; results keep the order of the items.

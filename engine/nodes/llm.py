@@ -1,4 +1,4 @@
-"""The `llm` node (dsl.md §5.8): params and checks in specs_io, execution here.
+"""The `llm` node (docs/dsl.md §5.8): params and checks in specs_io, execution here.
 
 The node renders its `system` and `prompt` templates, asks the provider the flow names
 (one of the server's `Services.llm_providers`; `echo` is always there) for a streamed chat

@@ -1,4 +1,4 @@
-"""The condition operators of `if_else` (dsl.md §5.4)."""
+"""The condition operators of `if_else` (docs/dsl.md §5.4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The node types that do no I/O: start, end, template, if_else, aggregate (dsl.md §5.1–5.5)."""
+"""The node types that do no I/O: start, end, template, if_else, aggregate (docs/dsl.md §5.1–5.5)."""
 
 from __future__ import annotations
 
@@ -138,7 +138,7 @@ class IfElseNode(NodeStrategy):
         for case in call.params["cases"]:
             conditions = case.get("conditions") or []
             results = (self._holds(condition, call) for condition in conditions)
-            # An empty condition list holds whatever `match` says (dsl.md §5.4).
+            # An empty condition list holds whatever `match` says (docs/dsl.md §5.4).
             holds = not conditions or (
                 any(results) if case.get("match", "all") == "any" else all(results))
             if holds:

@@ -1,4 +1,4 @@
-"""The `question` node (dsl.md §5.10): its branch pauses until a person answers."""
+"""The `question` node (docs/dsl.md §5.10): its branch pauses until a person answers."""
 
 from __future__ import annotations
 

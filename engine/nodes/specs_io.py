@@ -1,4 +1,4 @@
-"""Params, outputs and handles of the node types that touch the world (dsl.md §5.6–§5.11).
+"""Params, outputs and handles of the node types that touch the world (docs/dsl.md §5.6–§5.11).
 
 Their checks live here so that a document using them validates fully; how each one executes
 lives beside it, behind the ports the platform configures.

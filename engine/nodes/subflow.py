@@ -1,4 +1,4 @@
-"""The `subflow` node (dsl.md §5.11): another flow of the same owner runs as a child run."""
+"""The `subflow` node (docs/dsl.md §5.11): another flow of the same owner runs as a child run."""
 
 from __future__ import annotations
 

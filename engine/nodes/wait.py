@@ -1,4 +1,4 @@
-"""The `wait` node (dsl.md §5.12): sleeps, cancellable like every node."""
+"""The `wait` node (docs/dsl.md §5.12): sleeps, cancellable like every node."""
 
 from __future__ import annotations
 

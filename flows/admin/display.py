@@ -20,7 +20,7 @@ def pretty_json(value: Any) -> str:
 
 
 def problem_line(problem: dict[str, Any]) -> str:
-    """One problem (dsl.md §7) as text: where it is, its code, what is wrong."""
+    """One problem (docs/dsl.md §7) as text: where it is, its code, what is wrong."""
     return f"{problem.get('path') or '(document)'} — {problem.get('code')}: {problem.get('message')}"
 
 

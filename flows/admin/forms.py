@@ -14,7 +14,7 @@ from flows.errors import ServiceError
 from flows.jsontext import InvalidJSON, strict_json_loads
 from flows.models import Flow
 
-MAX_DOCUMENT_BYTES = 2 * 1024 * 1024  # the API's body limit (api.md)
+MAX_DOCUMENT_BYTES = 2 * 1024 * 1024  # the API's body limit (docs/api.md)
 JSON_WIDGET = forms.Textarea(attrs={"rows": 24, "cols": 100, "spellcheck": "false",
                                     "style": "font-family: monospace"})
 

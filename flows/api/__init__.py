@@ -1,1 +1,1 @@
-"""The HTTP API (shared docs: api.md): thin views over `flows.services`."""
+"""The HTTP API (docs/api.md): thin views over `flows.services`."""

@@ -1,4 +1,4 @@
-"""Every API error in one shape: {"error": {"code", "message", "details": [...]}} (api.md).
+"""Every API error in one shape: {"error": {"code", "message", "details": [...]}} (docs/api.md).
 
 `exception_handler` is DRF's EXCEPTION_HANDLER; the page handlers answer Django's own 400,
 404 and 500 in the same shape for paths under /api/ (handler400/404/500 in astron/urls.py).
@@ -21,7 +21,7 @@ from rest_framework.views import set_rollback
 
 from flows.errors import ServiceError
 
-# DRF's own exceptions → the codes of api.md.
+# DRF's own exceptions → the codes of docs/api.md.
 CODES: list[tuple[type[exceptions.APIException], str]] = [
     (exceptions.ValidationError, "invalid_request"),
     (exceptions.ParseError, "invalid_json"),
@@ -35,7 +35,7 @@ CODES: list[tuple[type[exceptions.APIException], str]] = [
     (exceptions.Throttled, "throttled"),
 ]
 
-# DRF's field error codes → the codes of dsl.md §7, so that one vocabulary is used.
+# DRF's field error codes → the codes of docs/dsl.md §7, so that one vocabulary is used.
 FIELD_CODES = {"required": "missing_field", "null": "wrong_type", "invalid": "wrong_type",
                "not_a_dict": "wrong_type", "not_a_list": "wrong_type", "blank": "invalid_value",
                "max_length": "invalid_value", "min_length": "invalid_value"}

@@ -1,4 +1,4 @@
-"""Refuse API request bodies over the limit before anything reads them (api.md: 413)."""
+"""Refuse API request bodies over the limit before anything reads them (docs/api.md: 413)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Cursor pagination (api.md, Pagination): opaque cursors, newest first, `?page_size=` up
+"""Cursor pagination (docs/api.md, Pagination): opaque cursors, newest first, `?page_size=` up
 to 200. A page is found by position, never by offset, so its cost does not grow with depth."""
 
 from __future__ import annotations

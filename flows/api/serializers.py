@@ -1,5 +1,5 @@
 """Request bodies (strict: unknown fields and wrong types are refused, nothing is coerced)
-and the representations of api.md."""
+and the representations of docs/api.md."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ class Seconds(serializers.Field):
 
 @extend_schema_field({"type": "object", "additionalProperties": True})
 class Document(serializers.JSONField):
-    """A flow document: any JSON here; the DSL validator judges it (dsl.md §7)."""
+    """A flow document: any JSON here; the DSL validator judges it (docs/dsl.md §7)."""
 
     def __init__(self, **kwargs: Any):
         kwargs.setdefault("allow_null", True)

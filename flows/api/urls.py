@@ -1,4 +1,4 @@
-"""Routes of the API (api.md), mounted at /api/."""
+"""Routes of the API (docs/api.md), mounted at /api/."""
 
 from django.urls import path, re_path
 from django.views.decorators.csrf import csrf_exempt

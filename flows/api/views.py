@@ -1,4 +1,4 @@
-"""The API's views (api.md): read, check the body, call one service, represent the result.
+"""The API's views (docs/api.md): read, check the body, call one service, represent the result.
 
 Every change of state goes through `flows.services`; lookups go through `flow_of`/`run_of`,
 so someone else's object answers 404 like a missing one.

@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
-from engine import InputsInvalid, NodeError, Run
-from engine.ports import ChildRunRequest
+from engine import InputsInvalid, NodeError, Plan, Run
+from engine.ports import ChildRunRequest, EventSink, Services
 from engine.subflows import child_outputs, run_cancelling_with_parent
 from flows.errors import ServiceError
 from flows.execution.database import db
 from flows.services import lifecycle
 
-if TYPE_CHECKING:  # the executor hands itself over: no import at run time
-    from flows.execution.executor import Executor
+
+class RunHost(Protocol):
+    """What a child run needs of the executor that hosts its parent."""
+
+    worker: str
+
+    def sink_for(self, row: Any, plan: Plan) -> EventSink: ...
+
+    def services_for(self, owner_id: Any, run_id: str) -> Services: ...
+
+    def live(self, run_id: str, engine_run: Run) -> AbstractContextManager[None]: ...
 
 
 class PlatformFlowRunner:
     """The FlowRunner port for one parent run: looks flows up among the parent's owner's."""
 
-    def __init__(self, executor: Executor, owner_id: Any, parent_run_id: str):
+    def __init__(self, executor: RunHost, owner_id: Any, parent_run_id: str):
         self.executor = executor
         self.owner_id = owner_id
         self.parent_run_id = parent_run_id

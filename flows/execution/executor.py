@@ -96,7 +96,7 @@ class Executor:
 
     def prestart_sandbox(self) -> None:
         """Start the code sandbox's processes now, on this executor's loop, so the first code
-        node does not wait for them (configuration.md: CODE_WORKERS pre-started processes).
+        node does not wait for them (docs/configuration.md: CODE_WORKERS pre-started processes).
         Returns at once; a failure is logged, and the pool tries again at its first job."""
         sandbox = shared_world().sandbox
         if sandbox is None:

@@ -1,4 +1,4 @@
-"""The start-a-run form, generated from the start node's `params.inputs` (dsl.md §5.1).
+"""The start-a-run form, generated from the start node's `params.inputs` (docs/dsl.md §5.1).
 
 One field per declared input: `string` → text input, `integer`/`number` → number input,
 `boolean` → checkbox, `object`/`array`/`any` → a JSON text area. A field left empty is not

@@ -29,7 +29,7 @@ def create_flow(owner: Any, dsl: Any, slug: str | None = None) -> Flow:
     """A new flow whose draft is `dsl`; `name` and `description` come from the document.
 
     Without a slug it is made from the name, with the next numeric suffix when a concurrent
-    create took the one chosen (api.md); a slug given and taken answers 409 `slug_taken`."""
+    create took the one chosen (docs/api.md); a slug given and taken answers 409 `slug_taken`."""
     if slug is not None:
         check_slug(slug)
     check_dsl(owner, dsl, slug)

@@ -30,7 +30,7 @@ def prune_runs(older_than_days: float, batch_size: int = 1000, dry_run: bool = F
     cutoff = now - timedelta(days=older_than_days)
     prunable = (Run.objects.filter(status__in=Run.FINISHED, created_at__lt=cutoff)
                 .exclude(children__status__in=[*Run.ACTIVE, Run.Status.WAITING])
-                # api.md keeps Idempotency-Keys at least a day: a repeat must still find its run.
+                # docs/api.md keeps Idempotency-Keys at least a day: a repeat must still find its run.
                 .exclude(idempotency_key__isnull=False, created_at__gte=now - IDEMPOTENCY_KEPT))
     if dry_run:
         return prunable.count()

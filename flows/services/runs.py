@@ -84,7 +84,7 @@ def answer_run(run: Run, answer: Any, option: Any = None, node: Any = None,
     """Store an answer to an open question; the run continues wherever it executes.
 
     A question whose deadline has passed is closed even while no worker has applied its
-    timeout yet (dsl.md 5.10: the timeout wins): the answer is refused, and the run is woken
+    timeout yet (docs/dsl.md 5.10: the timeout wins): the answer is refused, and the run is woken
     to take its timeout edge now rather than at the next maintenance pass."""
     with transaction.atomic():
         locked = Run.objects.select_for_update().get(pk=run.pk)

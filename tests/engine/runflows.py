@@ -1,4 +1,4 @@
-"""Small builders and helpers for the engine's run-semantics tests (dsl.md §3-§6).
+"""Small builders and helpers for the engine's run-semantics tests (docs/dsl.md §3-§6).
 
 Flows are built as plain DSL documents (dicts), exactly what a client would send, and run
 through `engine.testing.run_document`, so the tests exercise the public API only.
@@ -168,7 +168,7 @@ def unended(events):
     """Node executions that started and never ended, as (scope, item, node).
 
     An execution runs from its first `node.started`, through its retries, to one
-    `node.finished` (dsl.md §6); pass a run's whole history, every segment of it.
+    `node.finished` (docs/dsl.md §6); pass a run's whole history, every segment of it.
     """
     running = set()
     for e in events:

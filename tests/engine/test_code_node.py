@@ -1,4 +1,4 @@
-"""The `code` node through the real engine and a real sandbox (dsl.md §5.6, docs/sandbox.md)."""
+"""The `code` node through the real engine and a real sandbox (docs/dsl.md §5.6, docs/sandbox.md)."""
 
 import asyncio
 import time

@@ -1,4 +1,4 @@
-"""The `http` node and its guarded client (dsl.md §5.7, §2 retries; docs/http.md).
+"""The `http` node and its guarded client (docs/dsl.md §5.7, §2 retries; docs/http.md).
 
 Every request goes to a real server the tests start on 127.0.0.1 (or ::1), or is refused
 before any connection is made; nothing here sends traffic anywhere else. Flows run through

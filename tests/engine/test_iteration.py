@@ -1,4 +1,4 @@
-"""The `iteration` node (dsl.md §5.9), with the limits it shares with the run (§1 settings)
+"""The `iteration` node (docs/dsl.md §5.9), with the limits it shares with the run (§1 settings)
 and the event envelope of its bodies (§6)."""
 
 import asyncio

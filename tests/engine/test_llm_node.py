@@ -1,4 +1,4 @@
-"""The `llm` node and its providers (dsl.md §5.8, docs/llm.md).
+"""The `llm` node and its providers (docs/dsl.md §5.8, docs/llm.md).
 
 The OpenAI-compatible provider is tested against a real HTTP/1.1 server on 127.0.0.1 that
 speaks the chat completions streaming protocol (server-sent events), driven per request by

@@ -1,4 +1,4 @@
-"""if_else: operators, cases, handles (dsl.md §5.4, edge states of §4)."""
+"""if_else: operators, cases, handles (docs/dsl.md §5.4, edge states of §4)."""
 
 import pytest
 

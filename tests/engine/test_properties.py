@@ -1,4 +1,4 @@
-"""Properties of runs over random valid flows (dsl.md §4, §6).
+"""Properties of runs over random valid flows (docs/dsl.md §4, §6).
 
 Random DAGs of template / if_else / aggregate / wait(0) nodes, built valid by construction:
 nodes are numbered in topological order, every node has an edge from an earlier node (so it

@@ -1,4 +1,4 @@
-"""The `question` node (dsl.md §5.10): pausing, answering, resuming, timeouts, and the
+"""The `question` node (docs/dsl.md §5.10): pausing, answering, resuming, timeouts, and the
 `run.waiting` / `run.resumed` events (§6)."""
 
 import asyncio

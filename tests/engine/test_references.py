@@ -1,4 +1,4 @@
-"""Values and references at run time (dsl.md §3)."""
+"""Values and references at run time (docs/dsl.md §3)."""
 
 import re
 import uuid

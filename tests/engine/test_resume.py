@@ -1,4 +1,4 @@
-"""Resuming an interrupted run from its stored events (architecture.md: node results are
+"""Resuming an interrupted run from its stored events (docs/architecture.md: node results are
 checkpoints; after a crash the run continues from the last finished nodes).
 
 NOTE - THE RESUME API IS NOT FINAL. These tests are written against the intended API:

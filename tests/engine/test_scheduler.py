@@ -1,4 +1,4 @@
-"""Scheduling, errors, limits, cancellation and events (dsl.md §2, §4, §5.1, §5.2, §6)."""
+"""Scheduling, errors, limits, cancellation and events (docs/dsl.md §2, §4, §5.1, §5.2, §6)."""
 
 import asyncio
 import re

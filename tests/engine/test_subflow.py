@@ -1,4 +1,4 @@
-"""The `subflow` node (dsl.md §5.11): child runs, versions, inputs, depth, self-reference and
+"""The `subflow` node (docs/dsl.md §5.11): child runs, versions, inputs, depth, self-reference and
 cancellation, run through the in-memory `LocalFlowRunner`."""
 
 import asyncio

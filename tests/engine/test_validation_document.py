@@ -1,5 +1,5 @@
 """Validation of the document as a whole: root keys, settings, size and depth limits, the
-problem objects themselves, the sample flows, the JSON Schema, and scale (dsl.md §1, §7)."""
+problem objects themselves, the sample flows, the JSON Schema, and scale (docs/dsl.md §1, §7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Validation of the graph: edges, branches, cycles, start/end, reachability (dsl.md §4)."""
+"""Validation of the graph: edges, branches, cycles, start/end, reachability (docs/dsl.md §4)."""
 
 from __future__ import annotations
 

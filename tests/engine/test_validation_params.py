@@ -1,5 +1,5 @@
 """Validation of single nodes: their keys, ids, types, params, outputs, retry, timeout_s,
-on_error and default (dsl.md §2, §5), and integer/number typing of literal values."""
+on_error and default (docs/dsl.md §2, §5), and integer/number typing of literal values."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Validation of references in value expressions and templates, and of iteration scopes
-(dsl.md §3, §5.9)."""
+(docs/dsl.md §3, §5.9)."""
 
 from __future__ import annotations
 

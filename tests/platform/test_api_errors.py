@@ -1,5 +1,5 @@
 """Every refused request has the same error shape, whatever refused it: the parser, the
-router, a method check, the size limit, or a bug (api.md, Errors)."""
+router, a method check, the size limit, or a bug (docs/api.md, Errors)."""
 
 import json
 

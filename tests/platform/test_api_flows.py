@@ -41,7 +41,7 @@ def test_a_slug_is_made_from_the_name_when_none_is_given(api):
 
 def test_a_slug_taken_while_the_flow_is_created_gets_the_next_suffix(api, owner, monkeypatch):
     """The free slug is chosen, then another request takes it before this one stores its
-    flow: api.md promises a numeric suffix, not a 409."""
+    flow: docs/api.md promises a numeric suffix, not a 409."""
     choose = flow_services.slug_from_name
     flow(owner, "hello", slug="hello")
     chosen = []

@@ -1,6 +1,6 @@
 """Hostile or odd input never makes the API answer 500: out-of-range numbers and dates, NUL
 characters, forged cursors, deep nesting, huge numbers, long searches, bodies without a
-Content-Length (api.md: no 500 for bad input)."""
+Content-Length (docs/api.md: no 500 for bad input)."""
 
 import asyncio
 import io

@@ -1,7 +1,7 @@
 """Unicode in request bodies: a lone surrogate escape ("\\ud800") is JSON text no database
 can store and no response can encode, so it is refused at the entrance like a NUL character
 (400 invalid_json); a properly paired escape ("\\ud83d\\ude00" is 😀) is an ordinary
-character and is accepted (api.md: UTF-8, no 500 for bad input)."""
+character and is accepted (docs/api.md: UTF-8, no 500 for bad input)."""
 
 import json
 

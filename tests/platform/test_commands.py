@@ -462,7 +462,7 @@ def test_prune_runs_service_reports_progress_per_batch(runs):
 
 @pytest.mark.django_db
 def test_prune_runs_keeps_idempotency_keys_a_day_whatever_the_age_asked(hello):
-    """api.md: keys are kept at least 24 hours, so a repeat still finds its run."""
+    """docs/api.md: keys are kept at least 24 hours, so a repeat still finds its run."""
     keyed = make_run(hello, "succeeded", 0.5)
     Run.objects.filter(pk=keyed.pk).update(idempotency_key="order-17")
     unkeyed = make_run(hello, "succeeded", 0.5)

@@ -400,7 +400,7 @@ def test_pages_use_only_local_assets_that_exist(owner, browser):
 
 
 def test_static_files_are_served_without_collectstatic(tmp_path, settings):
-    """One daphne process is a complete server (configuration.md), collectstatic run or not."""
+    """One daphne process is a complete server (docs/configuration.md), collectstatic run or not."""
     settings.STATIC_ROOT = tmp_path / "static"  # empty: nothing collected
     settings.DEBUG = False
     client = Client()  # its handler, and WhiteNoise, are made with these settings

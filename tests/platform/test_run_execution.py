@@ -239,7 +239,7 @@ def test_cancelling_a_child_run_itself_stops_it_and_fails_its_subflow_node(owner
 
 
 def test_a_serving_process_starts_its_code_sandbox_before_any_code_node(monkeypatch):
-    """configuration.md: CODE_WORKERS pre-started sandbox processes (astron/asgi.py)."""
+    """docs/configuration.md: CODE_WORKERS pre-started sandbox processes (astron/asgi.py)."""
     import asyncio
     import time
 
@@ -263,7 +263,7 @@ def test_a_serving_process_starts_its_code_sandbox_before_any_code_node(monkeypa
 
 
 def test_a_waiting_run_shows_its_executing_time_and_recovered_nodes(owner):
-    """api.md: elapsed_ms is time spent executing, recovered the nodes that ended recovered:
+    """docs/api.md: elapsed_ms is time spent executing, recovered the nodes that ended recovered:
     a run paused on a question shows both, not 0 until it finishes."""
     flow = services.create_flow(owner, {
         "dsl": "astron/v1", "name": "Pause after a recovery",
@@ -285,7 +285,7 @@ def test_a_waiting_run_shows_its_executing_time_and_recovered_nodes(owner):
 
 
 def test_an_answer_after_the_deadline_is_refused_and_the_timeout_is_taken(owner):
-    """dsl.md 5.10: when the timeout passes the node finishes with option "timeout", also
+    """docs/dsl.md 5.10: when the timeout passes the node finishes with option "timeout", also
     while no worker holds the run and before the next maintenance pass notices."""
     import time
 

@@ -1,4 +1,4 @@
-"""The live event stream `/ws/runs/<id>/` (api.md, "Live events over a websocket").
+"""The live event stream `/ws/runs/<id>/` (docs/api.md, "Live events over a websocket").
 
 Against the real ASGI application (origin check, session auth, routing, consumer) and the
 configured channel layer: the cross-loop in-memory one when REDIS_URL is unset, channels_redis

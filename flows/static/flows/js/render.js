@@ -28,7 +28,7 @@ function section(title, ...content) {
   return h("section", { class: "panel-section" }, h("h3", {}, title), ...content);
 }
 
-// An error object (dsl.md §6); texts in its details (a traceback) are shown as text.
+// An error object (docs/dsl.md §7); texts in its details (a traceback) are shown as text.
 export function errorBox(error) {
   if (!error) return null;
   const where = error.node ? ` (node ${error.node}${error.attempt ? `, attempt ${error.attempt}` : ""})` : "";

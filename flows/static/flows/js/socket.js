@@ -1,4 +1,4 @@
-// The run's websocket (api.md, "Live events over a websocket"): /ws/runs/{id}/?after=N sends
+// The run's websocket (docs/api.md, "Live events over a websocket"): /ws/runs/{id}/?after=N sends
 // the stored events after N, then the live ones, one event envelope per text frame.
 //
 // After a drop it reconnects by itself with exponential backoff, asking for the events after

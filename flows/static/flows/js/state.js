@@ -233,7 +233,7 @@ export function progress(state) {
   return { done, total: state.nodes.size - skipped };
 }
 
-// An edge's state once its source finished (dsl.md §4): "taken", "skipped", or "idle".
+// An edge's state once its source finished (docs/dsl.md §4): "taken", "skipped", or "idle".
 export function edgeState(state, edge, sourceDoc) {
   const source = state.nodes.get(edge.from);
   if (!source) return "idle";
