@@ -3,13 +3,14 @@ from django.contrib import admin
 from django.urls import include, path
 
 from flows import views
-from tracing import views as tracing_views
+from flows.admin.dashboard import dashboard
+from flows.api.metrics import MetricsView
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
-    path("metrics", tracing_views.metrics_view, name="metrics"),  # staff only
-    path("admin/dashboard/", tracing_views.dashboard, name="astron-dashboard"),  # before admin/
+    path("metrics", MetricsView.as_view(), name="metrics"),  # staff only
+    path("admin/dashboard/", dashboard, name="astron-dashboard"),  # before admin/
     path("admin/", admin.site.urls),
     path("api/", include("flows.api.urls")),
     path("", include("flows.pages.urls")),  # the browser pages: /, /flows/…, /runs/<id>/

@@ -14,3 +14,8 @@ class FlowsConfig(AppConfig):
         from flows.services import dispatch
 
         dispatch.use(executor)
+        # The metrics read the plan cache's counters; tracing never imports flows.
+        from flows.cache import cache_stats
+        from tracing import metrics
+
+        metrics.read_cache_stats_from(cache_stats)

@@ -38,7 +38,7 @@ from engine.events import MAX_SEQ, RUN_FINISHED, Event, envelope
 from flows import services
 from flows.api import serializers as s
 from flows.api.exceptions import flatten
-from flows.errors import ServiceError
+from flows.errors import ServiceError, error_body
 from flows.fanout import run_watchers
 from flows.jsontext import InvalidJSON, strict_json_loads
 from flows.models import Run, RunEvent
@@ -110,8 +110,7 @@ frame_text = FrameTexts()
 
 
 def error_frame(code: str, message: str, details: list[Any] | None = None) -> dict[str, Any]:
-    return {"type": "error", "error": {"code": code, "message": message,
-                                       "details": details or []}}
+    return {"type": "error", **error_body(code, message, details)}
 
 
 def invalid_request(error: ValidationError) -> dict[str, Any]:

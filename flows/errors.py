@@ -1,4 +1,4 @@
-"""The one error type of the platform's services, turned into HTTP answers in one place."""
+"""The one error type of the platform's services and the one shape of every error body."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ class ServiceError(Exception):
         self.details = details or []
 
     def body(self) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
+        return error_body(self.code, self.message, self.details)
 
 
-def not_found(what: str) -> ServiceError:
-    return ServiceError(404, "not_found", f"{what} does not exist")
+def error_body(code: str, message: str, details: list[Any] | None = None) -> dict[str, Any]:
+    """The one shape of every refusal, over HTTP and the socket (docs/api.md, Errors)."""
+    return {"error": {"code": code, "message": message, "details": details or []}}

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from flows import views
+from flows.errors import error_body
 
 PROBES: dict[str, Callable[[HttpRequest], HttpResponse]] = {
     "/healthz": views.healthz, "/readyz": views.readyz}
@@ -26,8 +27,6 @@ class ProbeMiddleware:
         if probe is None:
             return self.get_response(request)
         if request.method not in ("GET", "HEAD"):
-            body = {"error": {"code": "method_not_allowed",
-                              "message": f"{request.path_info} answers GET and HEAD",
-                              "details": []}}
+            body = error_body("method_not_allowed", f"{request.path_info} answers GET and HEAD")
             return JsonResponse(body, status=405, headers={"Allow": "GET, HEAD"})
         return probe(request)

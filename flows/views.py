@@ -6,6 +6,8 @@ from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
+from flows.errors import error_body
+
 logger = logging.getLogger(__name__)
 
 
@@ -39,5 +41,5 @@ def readyz(request):
 
 
 def _not_ready(message: str) -> JsonResponse:
-    body = {"error": {"code": "not_ready", "message": message, "details": []}}
+    body = error_body("not_ready", message)
     return JsonResponse(body, status=503)

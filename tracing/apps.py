@@ -1,5 +1,3 @@
-import os
-
 from django.apps import AppConfig
 
 
@@ -9,10 +7,9 @@ class TracingConfig(AppConfig):
 
     def ready(self) -> None:
         # Every process that loads Django (daphne, manage.py, a worker) configures tracing
-        # from OTEL_* once, before the first request builds the middleware chain. Never under
-        # pytest (it sets PYTEST_VERSION): tests that want spans install a provider of their
-        # own (tracing.setup.install).
-        if "PYTEST_VERSION" not in os.environ:
-            from tracing.setup import configure_from_env
+        # from OTEL_* once, before the first request builds the middleware chain; with no
+        # exporter named it does nothing. The tests clear OTEL_TRACES_EXPORTER (tests/conftest.py)
+        # and install a provider of their own where they want spans (tracing.setup.install).
+        from tracing.setup import configure_from_env
 
-            configure_from_env()
+        configure_from_env()

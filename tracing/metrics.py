@@ -2,7 +2,7 @@
 
 Each process counts what it executes (runs and nodes, from their events: tracing/runs.py),
 the events it delivered, and reads the plan cache's hit and miss counts per tier from
-`flows.cache.cache_stats()` when that module exists. Prometheus sums processes and gives
+the source flows registers (`read_cache_stats_from`). Prometheus sums processes and gives
 rates and quantiles (`histogram_quantile(0.95, rate(astron_run_duration_seconds_bucket[5m]))`).
 """
 
@@ -120,18 +120,26 @@ def events_delivered(count: int, published: bool = True) -> None:
 # -- the plan cache ---------------------------------------------------------------------------
 
 
+_cache_stats_source: Callable[[], Mapping[str, Any]] | None = None
+
+
+def read_cache_stats_from(source: Callable[[], Mapping[str, Any]]) -> None:
+    """Where the plan cache's counters come from (flows registers `flows.cache.cache_stats`
+    when it is ready): tracing sits below flows and never imports it."""
+    global _cache_stats_source
+    _cache_stats_source = source
+
+
 def cache_stats() -> dict[str, Any]:
-    """`flows.cache.cache_stats()`, or {} while that module is absent or fails."""
-    try:
-        from flows.cache import cache_stats as read
-    except ImportError:
+    """The registered cache counters, or {} while none is registered or it fails."""
+    if _cache_stats_source is None:
         return {}
     try:
-        stats = read()
+        stats = _cache_stats_source()
     except Exception:
-        logger.warning("flows.cache.cache_stats() failed", exc_info=True)
+        logger.warning("reading the cache's counters failed", exc_info=True)
         return {}
-    return stats if isinstance(stats, Mapping) else {}
+    return dict(stats) if isinstance(stats, Mapping) else {}
 
 
 def cache_figures(stats: Mapping[str, Any] | None = None) -> dict[str, dict[str, int]]:

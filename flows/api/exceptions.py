@@ -19,7 +19,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import set_rollback
 
-from flows.errors import ServiceError
+from flows.errors import ServiceError, error_body
 
 # DRF's own exceptions → the codes of docs/api.md.
 CODES: list[tuple[type[exceptions.APIException], str]] = [
@@ -39,10 +39,6 @@ CODES: list[tuple[type[exceptions.APIException], str]] = [
 FIELD_CODES = {"required": "missing_field", "null": "wrong_type", "invalid": "wrong_type",
                "not_a_dict": "wrong_type", "not_a_list": "wrong_type", "blank": "invalid_value",
                "max_length": "invalid_value", "min_length": "invalid_value"}
-
-
-def error_body(code: str, message: str, details: list[Any] | None = None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "details": details or []}}
 
 
 def too_large_body(limit: int) -> dict[str, Any]:

@@ -235,7 +235,9 @@ class RunDetailSerializer(RunSerializer):
     def to_representation(self, run: Run) -> dict[str, Any]:
         zone = timezone.get_current_timezone()
         row = run_row(run_columns(run), zone)
-        row["nodes"] = [node_row(node, zone) for node in run.node_runs.all()]
+        # A run just created has no node yet (the context says so): no query to find none.
+        nodes = [] if self.context.get("just_created") else run.node_runs.all()
+        row["nodes"] = [node_row(node, zone) for node in nodes]
         return row
 
 

@@ -29,7 +29,7 @@ from flows.api import serializers as s
 from flows.api.filters import FlowFilter, RunFilter
 from flows.api.pagination import HighestVersionFirst
 from flows.errors import ServiceError
-from flows.models import Flow, FlowVersion, NodeRun, Run, RunEvent
+from flows.models import Flow, FlowVersion, Run, RunEvent
 
 EVENTS_PAGE = 1000
 
@@ -173,12 +173,11 @@ class FlowRuns(APIView):
             fingerprint=services.request_fingerprint({"flow": slug, "body": request.data}))
         if body.get("wait"):
             services.wait_for_run(run, body["wait"])
-        if created and not body.get("wait"):
-            # The run as it was just created (queued, no node yet): no need to read it back.
-            run._prefetched_objects_cache = {"node_runs": NodeRun.objects.none()}
-        else:
+        # The run as it was just created (queued, no node yet) needs no reading back.
+        just_created = created and not body.get("wait")
+        if not just_created:
             run = services.run_of(request.user, run.pk)
-        return Response(s.RunDetailSerializer(run).data,
+        return Response(s.RunDetailSerializer(run, context={"just_created": just_created}).data,
                         status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 

@@ -1,6 +1,7 @@
 """Metrics: counted from runs as they execute, served at /metrics to staff, summed up on the
 admin dashboard; silk, when switched on, for staff only."""
 
+import json
 import os
 import subprocess
 import sys
@@ -12,8 +13,9 @@ from django.contrib.auth.models import User
 from django.urls import reverse
 
 from flows import services
+from flows.admin import dashboard
 from flows.models import NodeRun, Run
-from tracing import dashboard, metrics
+from tracing import metrics
 from tracing.metrics import REGISTRY, HourWindow
 from tracing.silk import MIDDLEWARE as SILK_MIDDLEWARE
 from tracing.silk import silk_settings, staff_only
@@ -138,15 +140,31 @@ def test_metrics_are_served_to_a_staff_session(client, staff):
     assert response["Content-Type"].startswith("text/plain; version=0.0.4")
 
 
+@pytest.mark.django_db
+def test_metrics_serve_a_scraper_that_accepts_only_text(staff_api):
+    response = staff_api.get("/metrics", HTTP_ACCEPT="text/plain")
+    assert response.status_code == 200
+    assert response["Content-Type"] == PROMETHEUS_TEXT
+    assert "no-cache" in response["Cache-Control"]
+
+
+@pytest.mark.django_db
+def test_metrics_refuse_other_methods_in_the_api_error_shape(staff_api, anonymous):
+    response = staff_api.post("/metrics")
+    assert response.status_code == 405
+    assert response.json()["error"]["code"] == "method_not_allowed"
+    refused = anonymous.get("/metrics", HTTP_ACCEPT="text/plain")
+    assert refused.status_code == 401
+    assert json.loads(refused.content)["error"]["code"] == "not_authenticated"
+
+
 # -- the plan cache's counts ---------------------------------------------------------------------
 
 
 @pytest.fixture
 def cache_stats(monkeypatch):
     """flows.cache's counters after some lookups."""
-    import flows.cache
-
-    monkeypatch.setattr(flows.cache, "cache_stats", lambda: {
+    monkeypatch.setattr(metrics, "_cache_stats_source", lambda: {
         "plan.l1.hit": 7, "plan.l1.miss": 3, "plan.l2.hit": 2, "plan.l2.miss": 1,
         "plan.l3.hit": 1, "plan.l3.miss": 0, "plan.compile": 0, "redis.error": 0,
         "versions.hit": 5, "versions.miss": 2, "flows.bloom.absent": 4, "plan.l1.size": 10,
@@ -166,10 +184,13 @@ def test_cache_hits_and_misses_are_read_per_tier(cache_stats):
     assert "astron_cache_redis_available 1.0" in text
 
 
-def test_other_shapes_of_cache_stats_and_a_missing_module(monkeypatch):
+def test_other_shapes_of_cache_stats_and_no_source(monkeypatch):
     assert metrics.cache_figures({"l1": {"hits": 4, "misses": 1}}) == {
         "l1": {"hits": 4, "misses": 1}}
-    monkeypatch.setitem(sys.modules, "flows.cache", None)  # import fails
+    monkeypatch.setattr(metrics, "_cache_stats_source", None)
+    assert metrics.cache_figures() == {}
+    assert "astron_cache_hits_total{" not in metrics.metrics_text().decode()
+    monkeypatch.setattr(metrics, "_cache_stats_source", lambda: 1 / 0)  # a failing source
     assert metrics.cache_figures() == {}
     assert "astron_cache_hits_total{" not in metrics.metrics_text().decode()
 

@@ -1,4 +1,4 @@
-"""The figures of the admin dashboard (/admin/dashboard/): the last hour, at a glance.
+"""The admin dashboard (/admin/dashboard/): the last hour, at a glance.
 
 Two sources, each saying what it covers:
 
@@ -16,8 +16,11 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.contrib import admin
 from django.db.models import Count
 from django.db.models.fields.json import KeyTextTransform
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from engine.sandbox import sandbox_status
@@ -84,3 +87,14 @@ def figures(now: datetime | None = None) -> dict[str, Any]:
         "sandbox": sandbox_status(),
         "sample": SAMPLE,
     }
+
+
+def dashboard_view(request: HttpRequest) -> HttpResponse:
+    """The last hour's figures in the admin's frame (template: tracing/dashboard.html)."""
+    context = {**admin.site.each_context(request), "title": "Dashboard: the last hour",
+               **figures()}
+    return TemplateResponse(request, "tracing/dashboard.html", context)
+
+
+# Staff only, like the rest of the admin (anyone else is sent to its login page).
+dashboard = admin.site.admin_view(dashboard_view)
