@@ -1,9 +1,13 @@
 """Strict readers for configuration from environment variables (docs/configuration.md).
 
-Every reader takes the variable's name and a default. An unset or empty variable gives the
-default; a malformed one raises ImproperlyConfigured naming the variable, so a typo stops
-the process at start instead of changing behaviour quietly. `NAME_FILE` may hold the path of
-a file to read the value from (for secrets); setting both `NAME` and `NAME_FILE` is an error.
+django-environ reads the variables (`NAME_FILE` holding the path of a file with the value,
+for secrets) and turns database URLs into Django's settings; what it lets through, this
+module refuses. Every reader takes the variable's name and a default. An unset or empty
+variable gives the default; a malformed one raises ImproperlyConfigured naming the variable,
+so a typo stops the process at start instead of changing behaviour quietly: an integer
+written `1_0` or in another script's digits, a boolean that is neither true nor false, both
+`NAME` and `NAME_FILE`, an empty secret file, a database URL with an option PostgreSQL does
+not know or an in-memory SQLite database.
 """
 
 import ipaddress
@@ -12,26 +16,31 @@ import os
 import re
 import secrets
 from pathlib import Path
-from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
+import environ
 from django.core.exceptions import ImproperlyConfigured
+
+_ENV = environ.FileAwareEnv()
+# Read the file each time: a secret rotated under a running process's command (manage.py) or
+# a test's temporary file must not come back from a cache.
+_ENV.ENVIRON = environ.fileaware_mapping.FileAwareMapping(cache=False)
 
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
 
 
 def _raw(name: str) -> str | None:
-    value = os.environ.get(name, "")
     file_name = os.environ.get(f"{name}_FILE", "")
-    if value and file_name:
+    if os.environ.get(name) and file_name:
         raise ImproperlyConfigured(f"Set {name} or {name}_FILE, not both.")
+    try:
+        value = _ENV.str(name, default="")
+    except OSError as error:
+        raise ImproperlyConfigured(
+            f"{name}_FILE: cannot read {file_name!r}: {error.strerror}") from error
     if file_name:
-        try:
-            value = Path(file_name).read_text(encoding="utf-8").rstrip("\r\n")
-        except OSError as error:
-            raise ImproperlyConfigured(
-                f"{name}_FILE: cannot read {file_name!r}: {error.strerror}"
-            ) from error
+        value = value.rstrip("\r\n")
         if not value.strip():
             # A secret file left empty by a failed deploy must not mean "use the default".
             raise ImproperlyConfigured(f"{name}_FILE: {file_name!r} is empty.")
@@ -87,43 +96,29 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
 def database_from_url(name: str, url: str, *, base_dir: Path, pool_max: int) -> dict:
     """Django's DATABASES["default"] for `postgres://…`, `postgresql://…` or `sqlite:///path`."""
     parts = _split(name, url)
-    if parts.scheme in {"postgres", "postgresql"}:
-        database = unquote(parts.path.lstrip("/"))
-        if not database:
-            raise ImproperlyConfigured(f"{name} names no database: {_redact(url)!r}.")
-        try:
-            port = parts.port
-        except ValueError:
-            raise ImproperlyConfigured(f"{name} has a bad port: {_redact(url)!r}.") from None
-        # Django's own psycopg pool; it needs CONN_MAX_AGE = 0 (the default), which it owns.
-        options: dict = {"pool": {"min_size": min(4, pool_max), "max_size": pool_max}}
-        options.update(_connection_parameters(name, parts.query))  # e.g. ?sslmode=require
-        return {
-            "ENGINE": "django.db.backends.postgresql",
-            "NAME": database,
-            "USER": unquote(parts.username or ""),
-            "PASSWORD": unquote(parts.password or ""),
-            "HOST": parts.hostname or "",
-            "PORT": str(port or ""),
-            "OPTIONS": options,
-        }
     if parts.scheme == "sqlite":
-        if parts.netloc or not parts.path.strip("/"):
-            raise ImproperlyConfigured(
-                f"{name} must look like sqlite:///relative/path or sqlite:////absolute/path,"
-                f" not {url!r}."
-            )
-        path = unquote(parts.path[1:])
-        if path == ":memory:" or parts.query or parts.fragment:
+        path = parts.path[1:]
+        if parts.netloc or not path.strip("/") or path == ":memory:" or parts.query \
+                or parts.fragment:
             # An in-memory database is one per connection: runs execute on another thread.
             raise ImproperlyConfigured(
                 f"{name} must name a database file (sqlite:///relative/path, relative to the "
                 f"project, or sqlite:////absolute/path), not {url!r}.")
-        path = str(base_dir / path)  # an absolute path stays absolute
-        return sqlite_database(path)
-    raise ImproperlyConfigured(
-        f"{name} must start with postgres://, postgresql:// or sqlite:///, not {_redact(url)!r}."
-    )
+    elif parts.scheme not in {"postgres", "postgresql"}:
+        raise ImproperlyConfigured(f"{name} must start with postgres://, postgresql:// or "
+                                   f"sqlite:///, not {_redact(url)!r}.")
+    try:
+        database = _ENV.db_url_config(url.split("?", 1)[0])
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} has a bad port: {_redact(url)!r}.") from None
+    if database["ENGINE"].endswith("sqlite3"):
+        return sqlite_database(str(base_dir / database["NAME"]))  # absolute stays absolute
+    if not database["NAME"]:
+        raise ImproperlyConfigured(f"{name} names no database: {_redact(url)!r}.")
+    # Django's own psycopg pool; it needs CONN_MAX_AGE = 0 (the default), which it owns.
+    options: dict = {"pool": {"min_size": min(4, pool_max), "max_size": pool_max}}
+    options.update(_connection_parameters(name, parts.query))  # e.g. ?sslmode=require
+    return {**database, "PORT": str(database["PORT"] or ""), "OPTIONS": options}
 
 
 # libpq connection parameters a DATABASE_URL may carry (?sslmode=require&…); anything else
