@@ -165,6 +165,28 @@ def validate_ms(document: dict[str, Any], repeats: int) -> float:
     return median(samples) * 1000
 
 
+def refuse_ms(document: dict[str, Any], code: str, repeats: int) -> float:
+    """Time to refuse a hostile document (its size or depth is checked first)."""
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        problems = validate_document(document)
+        samples.append(time.perf_counter() - started)
+        assert [problem.code for problem in problems] == [code]
+    return median(samples) * 1000
+
+
+def hostile_documents() -> tuple[dict[str, Any], dict[str, Any]]:
+    """A 100,000-node document and one whose inputs nest 100,000 lists deep."""
+    huge = chain_flow(100_000)
+    deep: Any = []
+    for _ in range(100_000):
+        deep = [deep]
+    nested = chain_flow(1)
+    nested["nodes"][-1]["inputs"] = {"deep": deep}
+    return huge, nested
+
+
 async def memory_per_run_kib(runs: int) -> float:
     """Peak memory of `runs` concurrent runs of a 10-node flow, per run."""
     document = chain_flow(7)
@@ -232,6 +254,13 @@ async def main(quick: bool) -> None:
     rows.append({"case": "(d) compile a chain of 30 diamonds (2^30 paths)",
                  "engine": round(compile_ms(diamonds_flow(30), 10 if quick else 50), 3),
                  "unit": "ms", "target": "< 10 ms"})
+    huge, nested = hostile_documents()
+    rows.append({"case": "(d) refuse a 100,000-node document (too_large)",
+                 "engine": round(refuse_ms(huge, "too_large", 3), 2), "unit": "ms",
+                 "target": "< 30 s (was a test bound)"})
+    rows.append({"case": "(d) refuse a document nested 100,000 deep (too_deep)",
+                 "engine": round(refuse_ms(nested, "too_deep", 3), 2), "unit": "ms",
+                 "target": "< 30 s (was a test bound)"})
     rows.append({"case": "(e) 1,000 concurrent runs of a 10-node flow",
                  "engine": round(await memory_per_run_kib(1000), 1), "unit": "KiB/run (peak)"})
     serial = await iteration_seconds(1000, 1)

@@ -7,7 +7,6 @@ never changes the graph's state itself.
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -87,7 +86,7 @@ async def attempt_node(graph: GraphExecution, index: int, node: PlanNode,
                 await context.slots.acquire()
                 holding = True
             if attempt == 1:
-                graph.started[index] = time.monotonic()
+                graph.started[index] = graph.context.monotonic()
             graph.attempts[index] = attempt
             try:
                 error, outputs = await _attempt(graph, node, strategy, inputs, attempt)

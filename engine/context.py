@@ -7,6 +7,7 @@ import time
 from random import Random
 from typing import Any
 
+from engine.clock import SYSTEM_CLOCK, Clock
 from engine.events import envelope
 from engine.nodes.base import Registry
 from engine.ports import EventSink, Services
@@ -22,14 +23,15 @@ class UtcClock:
     millisecond; formatting a datetime each time would cost more than the nodes themselves.
     """
 
-    __slots__ = ("_millisecond", "_prefix", "_second", "_text")
+    __slots__ = ("_millisecond", "_prefix", "_second", "_text", "_time")
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock = SYSTEM_CLOCK) -> None:
+        self._time = clock.time
         self._millisecond = self._second = -1
         self._prefix = self._text = ""
 
     def now(self) -> str:
-        millisecond = int(time.time() * 1000)
+        millisecond = int(self._time() * 1000)
         if millisecond != self._millisecond:
             self._millisecond = millisecond
             second, fraction = divmod(millisecond, 1000)
@@ -56,10 +58,13 @@ class RunContext:
         self.steps = steps
         self.rng = rng
         self.next_seq = next_seq
-        self.clock = UtcClock()
+        self.clock = UtcClock(services.clock)
+        # Read where durations are measured; a bound method, as it is called on every node.
+        self.monotonic = services.clock.monotonic
+        self.wall_time = services.clock.time
         self.last_ts = ""
         self.elapsed_before_ms = elapsed_ms  # executing time of earlier segments (resumes)
-        self.segment_started = time.monotonic()
+        self.segment_started = self.monotonic()
         self.depth = depth  # 0 for a top-level run, n for a child n subflows down
         self.lineage = lineage  # flow slugs from the top-level run down to this one
 
@@ -72,7 +77,7 @@ class RunContext:
 
     def elapsed_ms(self) -> float:
         """Executing time of the run so far (time spent paused is not counted)."""
-        return round(self.elapsed_before_ms + (time.monotonic() - self.segment_started) * 1000, 3)
+        return round(self.elapsed_before_ms + (self.monotonic() - self.segment_started) * 1000, 3)
 
     def max_steps_error(self) -> dict[str, Any]:
         return {"code": "max_steps", "message": f"the run used its {self.max_steps} steps",

@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from engine.clock import SYSTEM_CLOCK, Clock
+
 
 class EventSink(Protocol):
     """Receives every event of a run, in order. `emit` must not block: buffer, then store."""
@@ -142,3 +144,4 @@ class Services:
     code_limits: CodeLimits = field(default_factory=CodeLimits)
     http: HttpClient | None = None
     flows: FlowRunner | None = None
+    clock: Clock = SYSTEM_CLOCK  # engine/clock.py: tests pass a virtual one

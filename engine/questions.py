@@ -8,7 +8,6 @@ answer, or the deadline passing, continues it — in this process or any other.
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -33,11 +32,12 @@ class OpenQuestion:
         return {"node": self.node, "question": self.question, "options": self.options,
                 "timeout_at": self.timeout_at}
 
-    def seconds_left(self) -> float | None:
+    def seconds_left(self, now: float) -> float | None:
+        """Seconds from `now` (epoch seconds) to the deadline; None without one."""
         if self.timeout_at is None:
             return None
         deadline = datetime.fromisoformat(self.timeout_at.replace("Z", "+00:00")).timestamp()
-        return deadline - time.time()
+        return deadline - now
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,10 +80,11 @@ def check_answer(plan: Plan, node: str, answer: Any, option: Any) -> None:
         raise AnswerRefused("invalid_answer", "this question has no options")
 
 
-def deadline_after(seconds: float | None) -> str | None:
+def deadline_after(now: float, seconds: float | None) -> str | None:
+    """The ISO 8601 moment `seconds` after `now` (epoch seconds); None without a limit."""
     if seconds is None:
         return None
-    moment = datetime.fromtimestamp(time.time() + seconds, UTC)
+    moment = datetime.fromtimestamp(now + seconds, UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -100,8 +101,9 @@ class QuestionsMixin:
     def open_question(self: Any, index: int, signal: AwaitAnswer, attempts: int,
                       inputs: dict[str, Any]) -> None:
         node = self.graph.nodes[index]
-        question = OpenQuestion(node.id, signal.question, signal.options,
-                                deadline_after(signal.timeout_s), attempts, inputs)
+        deadline = deadline_after(self.context.wall_time(), signal.timeout_s)
+        question = OpenQuestion(node.id, signal.question, signal.options, deadline, attempts,
+                                inputs)
         self.waiting[index] = question
         self.emit(ev.RUN_WAITING, question.to_dict())
         self._arm(index, question)
@@ -111,10 +113,10 @@ class QuestionsMixin:
         question = self._reopened.pop(self.graph.nodes[index].id, None)
         if question is None:
             return False
-        self.started[index] = time.monotonic()
+        self.started[index] = self.context.monotonic()
         self.attempts[index] = question.attempts
         answer = self._answers.pop(question.node, None)
-        left = question.seconds_left()
+        left = question.seconds_left(self.context.wall_time())
         if answer is not None:
             self._resume(index, question, answer)
         elif left is not None and left <= 0:
@@ -143,7 +145,7 @@ class QuestionsMixin:
         self._timers.clear()
 
     def _arm(self: Any, index: int, question: OpenQuestion) -> None:
-        left = question.seconds_left()
+        left = question.seconds_left(self.context.wall_time())
         if left is None:
             return
         loop = asyncio.get_running_loop()

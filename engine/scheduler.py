@@ -9,7 +9,6 @@ node itself. Iteration bodies run as nested executions sharing the run's context
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import deque
 from typing import Any
 
@@ -150,7 +149,7 @@ class GraphExecution(QuestionsMixin):
     def _carry_over(self, index: int, execution: NodeResult) -> None:
         """A node execution that a checkpoint shows started and not ended: it counts as
         started here, so that it ends cancelled if the run stops before it runs again."""
-        self.started[index] = time.monotonic()
+        self.started[index] = self.context.monotonic()
         self.attempts[index] = execution.attempts
         self.resolved_inputs[index] = execution.inputs or {}
         if execution.started_at is not None:
@@ -196,7 +195,7 @@ class GraphExecution(QuestionsMixin):
                 if not self.context.take_step():
                     self.outcome = GraphOutcome("failed", error=self.context.max_steps_error())
                     return
-                self.started[index] = time.monotonic()
+                self.started[index] = self.context.monotonic()
                 self.attempts[index] = 1
                 self.emit(ev.NODE_STARTED, {"node": node.id, "type": node.type, "attempt": 1,
                                            "inputs": {}})
@@ -225,7 +224,7 @@ class GraphExecution(QuestionsMixin):
             self.outcome = GraphOutcome("failed", error=context.max_steps_error())
             return
         context.steps += 1
-        self.started[index] = time.monotonic()
+        self.started[index] = self.context.monotonic()
         self.attempts[index] = 1
         context.emit(ev.NODE_STARTED, {"node": node.id, "type": node.type, "attempt": 1,
                                       "inputs": capped(inputs) if inputs else {}},
@@ -246,7 +245,7 @@ class GraphExecution(QuestionsMixin):
             self._complete(index, outputs, None, 1, inputs)
             return
         # The common case, inlined: this path is most of a pure node's cost.
-        elapsed = round((time.monotonic() - self.started[index]) * 1000, 3)
+        elapsed = round((context.monotonic() - self.started[index]) * 1000, 3)
         node_id = node.id
         self.scope.outputs[node_id] = outputs
         context.emit(ev.NODE_FINISHED, {"node": node_id, "status": "succeeded", "outputs": outputs,
@@ -313,7 +312,7 @@ class GraphExecution(QuestionsMixin):
     def _record(self, index: int, status: str, outputs: dict[str, Any] | None,
                 error: dict[str, Any] | None, inputs: dict[str, Any] | None = None) -> None:
         node = self.graph.nodes[index]
-        now = time.monotonic()
+        now = self.context.monotonic()
         elapsed = round((now - self.started.get(index, now)) * 1000, 3)
         attempts = self.attempts.get(index, 0)
         self.scope.outputs[node.id] = outputs

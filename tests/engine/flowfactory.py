@@ -189,3 +189,8 @@ def check(doc: dict) -> set[tuple[str, str]]:
     from engine import validate_document
 
     return codes_at(validate_document(doc))
+
+
+def long_case(**kw):
+    """An if_else case taken when the input n is over 3."""
+    return case("long", cond("{{start.n}}", "gt", 3), **kw)

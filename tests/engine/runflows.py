@@ -10,7 +10,7 @@ import asyncio
 import itertools
 
 from engine import Run, compile_plan
-from engine.testing import CollectingSink, run_document
+from engine.testing import CollectingSink, run_document, with_loop_clock
 
 ENVELOPE_KEYS = {"seq", "type", "ts", "run", "scope", "item", "data"}
 _MISSING = object()
@@ -106,6 +106,7 @@ async def run(doc, inputs=None, **kw):
 def launch(doc, inputs=None, **kw):
     """Start a run as a task we control; returns (run, sink, task)."""
     sink = CollectingSink()
+    kw["services"] = with_loop_clock(kw.get("services"))
     the_run = Run(compile_plan(doc), inputs if inputs is not None else {}, sink=sink, **kw)
     task = asyncio.ensure_future(the_run.execute())
     return the_run, sink, task
@@ -223,3 +224,8 @@ def subflow(id, slug, inputs=None, version=None, **kw):
     if version is not None:
         params["version"] = version
     return node(id, "subflow", params=params, inputs=dict(inputs or {}), **kw)
+
+
+def now():
+    """The running loop's time: virtual (exact, no waiting) in `virtual_time` tests."""
+    return asyncio.get_running_loop().time()

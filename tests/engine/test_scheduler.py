@@ -1,16 +1,10 @@
-"""Scheduling, errors, limits, cancellation and events (docs/dsl.md §2, §4, §5.1, §5.2, §6)."""
+"""The scheduler: joins and skips, real parallelism and concurrency limits, retries and backoff,
+on_error (docs/dsl.md §4, §2; docs/engine.md)."""
 
-import asyncio
-import re
-import time
 
 import pytest
 
-from engine import InputsInvalid, Run, compile_plan
-from engine.testing import CollectingSink
-
 from .runflows import (
-    ENVELOPE_KEYS,
     aggregate,
     case,
     chain,
@@ -21,60 +15,20 @@ from .runflows import (
     finished,
     flow,
     if_else,
-    launch,
     linear,
-    load_sample,
     max_overlap,
+    now,
     position,
-    positions,
     run,
     start,
     template,
-    unended,
-    until_event,
     wait,
 )
+from .scheduler_support import (
+    exclusive_flow,
+)
 
-TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
-
-
-def assert_well_formed(events, run_id=None):
-    """Envelope, seq 1..N without gaps, run.started first, run.finished last."""
-    assert events, "no events"
-    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
-    for e in events:
-        assert set(e) == ENVELOPE_KEYS, e
-        assert TS.fullmatch(e["ts"]), e["ts"]
-        assert e["scope"] is None and e["item"] is None
-        assert isinstance(e["data"], dict)
-    assert len({e["run"] for e in events}) == 1
-    if run_id is not None:
-        assert events[0]["run"] == run_id
-    assert events[0]["type"] == "run.started"
-    assert events[-1]["type"] == "run.finished"
-    assert len(events_of(events, "run.started")) == 1
-    assert len(events_of(events, "run.finished")) == 1
-
-
-def exclusive_flow(choose):
-    """check chooses `left` or `else`; `a` is on left, `b` on else; both join into `join`."""
-    nodes = [
-        start({"go_left": "boolean"}),
-        if_else("check", case("left", cond("{{start.go_left}}", "eq", True))),
-        template("a", "A"),
-        template("b", "B"),
-        template("join", "[{{a.text}}|{{b.text}}]"),
-        end({"join": "{{join.text}}"}),
-    ]
-    edges = [
-        edge("start", "check"),
-        edge("check", "a", "left"),
-        edge("check", "b", "else"),
-        edge("a", "join"),
-        edge("b", "join"),
-        edge("join", "end"),
-    ]
-    return flow(nodes, edges), {"go_left": choose == "left"}
+pytestmark = pytest.mark.virtual_time
 
 
 # --- joins and skips ---------------------------------------------------------------------
@@ -218,14 +172,14 @@ def three_waits(seconds, **settings):
 
 async def test_parallel_waits_really_overlap():
     doc, names = three_waits(0.3)
-    began = time.monotonic()
+    began = now()
     result, events = await run(doc)
-    took = time.monotonic() - began
+    took = now() - began
     assert result.status == "succeeded"
     last_start = max(position(events, "node.started", n) for n in names)
     first_finish = min(position(events, "node.finished", n) for n in names)
     assert last_start < first_finish
-    assert took < 0.8
+    assert took == pytest.approx(0.3)  # the three 0.3 s waits overlapped completely
 
 
 async def test_concurrency_one_runs_waits_one_at_a_time():
@@ -253,9 +207,9 @@ def timing_out(retry, **kw):
 
 async def test_timeout_with_retries_makes_every_attempt_then_fails():
     retry = {"max_attempts": 3, "backoff_ms": 10, "multiplier": 2, "jitter": False}
-    began = time.monotonic()
+    began = now()
     result, events = await run(timing_out(retry))
-    took = time.monotonic() - began
+    took = now() - began
     assert result.status == "failed"
     assert result.error["code"] == "timeout"
     assert result.error["node"] == "w"
@@ -281,7 +235,8 @@ async def test_timeout_with_retries_makes_every_attempt_then_fails():
         "node.finished",
     ]
     assert finished(events, "w")["data"]["attempts"] == 3
-    assert took < 1.5  # each attempt really stopped at its timeout, long before 2 s
+    # Each attempt stopped at its 0.05 s timeout (not the 2 s wait), with 10 + 20 ms between.
+    assert took == pytest.approx(3 * 0.05 + 0.010 + 0.020)
 
 
 async def test_backoff_grows_by_the_multiplier_up_to_the_cap():
@@ -497,336 +452,3 @@ async def test_on_error_fail_fails_the_run_with_the_node_error(explicit):
     assert not events_of(events, "node.started", "after")
     assert events[-1]["data"]["status"] == "failed"
     assert events[-1]["data"]["error"] == result.error
-
-
-# --- run limits --------------------------------------------------------------------------
-
-
-async def test_run_timeout_fails_the_run_and_cancels_running_nodes():
-    nodes = [start(), wait("long1", 5), wait("long2", 5), end({"done": True})]
-    edges = [
-        edge("start", "long1"),
-        edge("start", "long2"),
-        edge("long1", "end"),
-        edge("long2", "end"),
-    ]
-    began = time.monotonic()
-    result, events = await run(flow(nodes, edges, timeout_s=1))
-    took = time.monotonic() - began
-    assert result.status == "failed"
-    assert result.error["code"] == "run_timeout"
-    assert result.error["node"] is None
-    assert result.error["attempt"] is None
-    for n in ["long1", "long2"]:
-        assert result.nodes[n].status == "cancelled"
-        assert finished(events, n)["data"]["status"] == "cancelled"
-    assert 0.9 < took < 3
-    assert events[-1]["type"] == "run.finished"
-    assert events[-1]["data"]["error"]["code"] == "run_timeout"
-
-
-async def test_max_steps_fails_the_run_when_exceeded():
-    doc = linear(template("a", "A"), template("b", "B"), outputs={"b": "{{b.text}}"}, max_steps=3)
-    result, events = await run(doc)
-    assert result.status == "failed"
-    assert result.error["code"] == "max_steps"
-    assert result.error["node"] is None
-    assert result.error["attempt"] is None
-    assert events[-1]["data"]["error"]["code"] == "max_steps"
-    assert not events_of(events, "node.finished", "end")
-
-
-async def test_max_steps_allows_exactly_that_many_steps():
-    doc = linear(template("a", "A"), template("b", "B"), outputs={"b": "{{b.text}}"}, max_steps=4)
-    result, _ = await run(doc)
-    assert result.status == "succeeded"
-    assert result.steps == 4
-
-
-async def test_max_steps_counts_waits_too():
-    doc = linear(wait("a", 0), wait("b", 0), outputs={"ok": 1}, max_steps=2)
-    result, events = await run(doc)
-    assert result.status == "failed"
-    assert result.error["code"] == "max_steps"
-    assert len(events_of(events, "node.started")) <= 2
-    assert result.nodes.get("b") is None or result.nodes["b"].status != "succeeded"
-    assert all(e["data"]["status"] != "succeeded" for e in events_of(events, "node.finished", "b"))
-
-
-async def test_retries_count_as_steps():
-    retry = {"max_attempts": 3, "backoff_ms": 1, "jitter": False}
-    doc = linear(wait("w", 2, timeout_s=0.05, retry=retry), max_steps=3)
-    result, events = await run(doc)
-    assert result.status == "failed"
-    assert result.error["code"] == "max_steps"
-    assert [e["data"]["attempt"] for e in events_of(events, "node.started", "w")] == [1, 2]
-    assert all(e["data"]["status"] != "succeeded" for e in events_of(events, "node.finished", "w"))
-
-
-async def test_node_stopped_by_max_steps_between_attempts_ends_cancelled():
-    # start and two attempts of w use the 3 steps; the third attempt finds none left.
-    retry = {"max_attempts": 3, "backoff_ms": 0}
-    doc = linear(wait("w", 1, timeout_s=0.05, retry=retry), max_steps=3)
-
-    result, events = await run(doc)
-
-    assert result.error["code"] == "max_steps"
-    done = finished(events, "w")["data"]
-    assert done["status"] == "cancelled"
-    assert done["error"]["code"] == "cancelled"
-    assert done["attempts"] == 2
-    assert position(events, "node.finished", "w") < position(events, "run.finished")
-    assert result.nodes["w"].status == "cancelled"
-    assert result.nodes["w"].attempts == 2
-    assert unended(events) == []
-
-
-# --- cancellation ------------------------------------------------------------------------
-
-
-async def test_cancel_ends_the_run_promptly_and_cancels_the_running_wait():
-    doc = linear(wait("long", 5), template("after", "A"))
-    the_run, sink, task = launch(doc)
-    began = time.monotonic()
-    await until_event(sink, "node.started", "long")
-    the_run.cancel()
-    result = await asyncio.wait_for(task, timeout=2)
-    took = time.monotonic() - began
-    assert took < 1.5
-    assert result.status == "cancelled"
-    assert result.error["code"] == "cancelled"
-    assert result.nodes["long"].status == "cancelled"
-    events = sink.events
-    assert finished(events, "long")["data"]["status"] == "cancelled"
-    assert not events_of(events, "node.started", "after")
-    assert events[-1]["type"] == "run.finished"
-    assert events[-1]["data"]["status"] == "cancelled"
-    assert events[-1]["data"]["error"]["code"] == "cancelled"
-    assert_well_formed(events)
-
-
-async def test_cancelled_node_keeps_its_resolved_inputs():
-    doc = linear(wait("long", 5, inputs={"why": "{{start.name}}", "n": [1, "{{start.name}}"]}),
-                 inputs={"name": "string"})
-    the_run, sink, task = launch(doc, {"name": "Ada"})
-    await until_event(sink, "node.started", "long")
-    the_run.cancel()
-    result = await asyncio.wait_for(task, timeout=2)
-
-    assert result.nodes["long"].status == "cancelled"
-    assert result.nodes["long"].inputs == {"why": "Ada", "n": [1, "Ada"]}
-    started = events_of(sink.events, "node.started", "long")[0]
-    assert result.nodes["long"].inputs == started["data"]["inputs"]
-
-
-# --- events ------------------------------------------------------------------------------
-
-
-async def test_events_are_numbered_from_one_without_gaps_and_well_formed():
-    doc, inputs = exclusive_flow("left")
-    _, events = await run(doc, inputs, run_id="11111111-2222-3333-4444-555555555555")
-    assert_well_formed(events, "11111111-2222-3333-4444-555555555555")
-    for e in events:
-        if e["type"].startswith("node."):
-            assert "node" in e["data"]
-
-
-async def test_run_started_records_inputs_flow_and_version():
-    doc = linear(inputs={"name": "string", "topic": {"type": "string", "default": "rivers"}})
-    _, events = await run(doc, {"name": "Ada"}, flow="greeter", version=2)
-    data = events[0]["data"]
-    assert events[0]["type"] == "run.started"
-    assert data["inputs"] == {"name": "Ada", "topic": "rivers"}
-    assert data["flow"] == "greeter"
-    assert data["version"] == 2
-
-
-async def test_run_finished_carries_the_result():
-    doc = linear(
-        template("greet", "Hi {{start.name}}"),
-        inputs={"name": "string"},
-        outputs={"greeting": "{{greet.text}}"},
-        answer="{{greeting}}!",
-    )
-    result, events = await run(doc, {"name": "Ada"})
-    data = events[-1]["data"]
-    for key in ["status", "outputs", "answer", "error", "elapsed_ms", "recovered"]:
-        assert key in data, key
-    assert data["status"] == result.status == "succeeded"
-    assert data["outputs"] == result.outputs == {"greeting": "Hi Ada"}
-    assert data["answer"] == result.answer == "Hi Ada!"
-    assert data["error"] is None and result.error is None
-    assert data["recovered"] == result.recovered == 0
-    assert data["elapsed_ms"] >= 0
-
-
-async def test_node_events_carry_their_data_in_order():
-    doc = linear(
-        template("t", "{{who}}/{{n}}", inputs={"who": "{{start.name}}", "n": 3}),
-        inputs={"name": "string"},
-        outputs={"t": "{{t.text}}"},
-    )
-    result, events = await run(doc, {"name": "Ada"})
-    started = events_of(events, "node.started", "t")
-    assert len(started) == 1
-    assert started[0]["data"]["type"] == "template"
-    assert started[0]["data"]["attempt"] == 1
-    assert started[0]["data"]["inputs"] == {"who": "Ada", "n": 3}
-    done = finished(events, "t")["data"]
-    assert done["status"] == "succeeded"
-    assert done["outputs"] == {"text": "Ada/3"}
-    assert done["error"] is None
-    assert done["attempts"] == 1
-    assert done["elapsed_ms"] >= 0
-    node_order = [e["data"]["node"] for e in events if e["type"] == "node.started"]
-    assert node_order == ["start", "t", "end"]
-    for n in ["start", "t", "end"]:
-        assert position(events, "node.started", n) < position(events, "node.finished", n)
-        assert result.nodes[n].status == "succeeded"
-        assert result.nodes[n].attempts == 1
-    assert result.nodes["t"].inputs == {"who": "Ada", "n": 3}
-    assert result.nodes["t"].outputs == {"text": "Ada/3"}
-    assert result.nodes["t"].type == "template"
-
-
-async def test_end_answer_is_streamed_as_chunks_that_make_up_the_answer():
-    doc = linear(
-        template("greet", "Hello, {{start.name}}!"),
-        inputs={"name": "string"},
-        outputs={"name": "{{start.name}}"},
-        answer="{{greet.text}} Nice to meet you, {{name}}. Bye.",
-    )
-    result, events = await run(doc, {"name": "Ada"})
-    assert result.answer == "Hello, Ada! Nice to meet you, Ada. Bye."
-    chunks = events_of(events, "node.chunk")
-    assert chunks
-    assert all(c["data"]["node"] == "end" for c in chunks)
-    assert "".join(c["data"]["text"] for c in chunks) == result.answer
-    idx = positions(events, "node.chunk")
-    assert position(events, "node.started", "end") < idx[0]
-    assert idx[-1] < position(events, "node.finished", "end")
-    assert events[-1]["data"]["answer"] == result.answer
-
-
-async def test_run_without_answer_has_null_answer_and_no_chunks():
-    result, events = await run(linear(outputs={"x": 1}))
-    assert result.answer is None
-    assert not events_of(events, "node.chunk")
-
-
-# --- inputs ------------------------------------------------------------------------------
-
-DECLARED = {
-    "name": {"type": "string", "required": True},
-    "count": {"type": "integer"},
-    "ratio": {"type": "number"},
-    "flag": {"type": "boolean"},
-    "tags": {"type": "array", "items": {"type": "string"}},
-    "meta": {"type": "object"},
-    "topic": {"type": "string", "default": "rivers"},
-}
-
-
-@pytest.mark.parametrize(
-    ("inputs", "path"),
-    [
-        ({}, "/name"),
-        ({"name": "Ada", "bogus": 1}, "/bogus"),
-        ({"name": 5}, "/name"),
-        ({"name": "Ada", "count": "3"}, "/count"),
-        ({"name": "Ada", "count": 3.0}, "/count"),
-        ({"name": "Ada", "count": 3.5}, "/count"),
-        ({"name": "Ada", "count": True}, "/count"),
-        ({"name": "Ada", "ratio": "1.5"}, "/ratio"),
-        ({"name": "Ada", "ratio": False}, "/ratio"),
-        ({"name": "Ada", "flag": 1}, "/flag"),
-        ({"name": "Ada", "flag": "true"}, "/flag"),
-        ({"name": "Ada", "tags": "a"}, "/tags"),
-        ({"name": "Ada", "tags": ["a", 1]}, "/tags"),
-        ({"name": "Ada", "meta": []}, "/meta"),
-        # A JSON Pointer escapes "~" as "~0" and "/" as "~1" (RFC 6901).
-        ({"name": "Ada", "a/b": 1}, "/a~1b"),
-        ({"name": "Ada", "x~y": 1}, "/x~0y"),
-        ({"name": "Ada", "~/": 1}, "/~0~1"),
-    ],
-)
-async def test_invalid_inputs_are_refused_before_any_event(inputs, path):
-    sink = CollectingSink()
-    with pytest.raises(InputsInvalid) as raised:
-        the_run = Run(compile_plan(linear(inputs=DECLARED)), inputs, sink=sink)
-        await the_run.execute()
-    assert sink.events == []
-    problems = raised.value.problems
-    assert problems
-    assert all(p.code == "invalid_inputs" for p in problems)
-    assert path in [p.path for p in problems]
-
-
-@pytest.mark.parametrize(
-    ("given", "recorded"),
-    [
-        ({"name": "Ada"}, {}),
-        ({"name": "Ada", "count": 3, "ratio": 6}, {"count": 3, "ratio": 6}),
-        ({"name": "Ada", "ratio": 2.0, "flag": False}, {"ratio": 2.0, "flag": False}),
-        ({"name": "Ada", "tags": ["a"], "meta": {"k": [1]}}, {"tags": ["a"], "meta": {"k": [1]}}),
-        ({"name": "Ada", "topic": "lakes"}, {"topic": "lakes"}),
-        ({"name": "Ada", "count": None}, {"count": None}),
-    ],
-)
-async def test_valid_inputs_get_defaults_applied_and_recorded(given, recorded):
-    expected = {
-        "name": "Ada",
-        "count": None,
-        "ratio": None,
-        "flag": None,
-        "tags": None,
-        "meta": None,
-        "topic": "rivers",
-    }
-    expected.update(recorded)
-    outputs = {k: "{{start." + k + "}}" for k in DECLARED}
-    result, events = await run(linear(inputs=DECLARED, outputs=outputs), given)
-    assert result.status == "succeeded"
-    assert events[0]["data"]["inputs"] == expected
-    assert result.outputs == expected
-    for key in ["count", "ratio"]:
-        assert type(result.outputs[key]) is type(expected[key])
-
-
-async def test_apply_inputs_applies_defaults_and_refuses_wrong_types():
-    plan = compile_plan(linear(inputs=DECLARED))
-    applied = plan.apply_inputs({"name": "Ada", "ratio": 6})
-    assert applied["topic"] == "rivers"
-    assert applied["ratio"] == 6 and type(applied["ratio"]) is int
-    with pytest.raises(InputsInvalid):
-        plan.apply_inputs({"name": "Ada", "count": 1.5})
-
-
-# --- sample flows ------------------------------------------------------------------------
-
-
-async def test_sample_hello_greets_by_name():
-    result, events = await run(load_sample("hello.json"), {"name": "Ada"})
-    assert result.status == "succeeded"
-    assert result.outputs == {"greeting": "Hello, Ada!"}
-    assert_well_formed(events)
-
-
-async def test_sample_hello_requires_a_name():
-    with pytest.raises(InputsInvalid):
-        await run(load_sample("hello.json"), {})
-
-
-async def test_sample_fanout_runs_its_three_waits_at_the_same_time():
-    began = time.monotonic()
-    result, events = await run(load_sample("fanout.json"), {})
-    took = time.monotonic() - began
-    assert result.status == "succeeded"
-    assert result.outputs == {"all": "A on rivers | B on rivers | C on rivers"}
-    waits = ["slow_a", "slow_b", "slow_c"]
-    last_start = max(position(events, "node.started", n) for n in waits)
-    first_finish = min(position(events, "node.finished", n) for n in waits)
-    assert last_start < first_finish
-    assert took < 2.5
-    assert events[0]["data"]["inputs"] == {"topic": "rivers"}
-    assert_well_formed(events)

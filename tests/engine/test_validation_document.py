@@ -4,7 +4,6 @@ problem objects themselves, the sample flows, the JSON Schema, and scale (docs/d
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -257,9 +256,7 @@ def test_chain_of_exactly_10000_nodes_is_valid():
 def test_100k_node_document_is_refused_as_too_large():
     nodes = [start(), *(wait(f"w{i}") for i in range(100_000)), end()]
     doc = flow(nodes, [edge("start", "end")])
-    began = time.perf_counter()
-    assert codes_at(validate_document(doc)) == {("", "too_large")}
-    assert time.perf_counter() - began < 30
+    assert codes_at(validate_document(doc)) == {("", "too_large")}  # time: bench/engine.py (d)
 
 
 # --- depth -----------------------------------------------------------------------------------
@@ -300,11 +297,7 @@ def test_document_nested_64_levels_is_valid_and_65_levels_is_too_deep(kind):
 @pytest.mark.parametrize("kind", ["list", "dict"])
 def test_document_nested_100000_levels_is_too_deep_without_raising(kind):
     doc = deep_flow(100_000, kind)
-    began = time.perf_counter()
-    result = codes_at(validate_document(doc))
-    elapsed = time.perf_counter() - began
-    assert result == {("", "too_deep")}
-    assert elapsed < 30
+    assert codes_at(validate_document(doc)) == {("", "too_deep")}  # time: bench/engine.py (d)
 
 
 # --- several problems at once ----------------------------------------------------------------
@@ -357,9 +350,7 @@ def test_1000_node_chain_with_references_is_valid():
     ]
     last = end(first="{{t0.text}}", last="{{t997.text}}", name="{{start.name}}")
     doc = flow([start(name="string"), *middle, last], chain(*ids))
-    began = time.perf_counter()
-    assert validate_document(doc) == []
-    assert time.perf_counter() - began < 60
+    assert validate_document(doc) == []  # linear, not per path: bench/engine.py (d) times it
 
 
 def test_1000_node_fan_out_and_join_is_valid():
@@ -369,9 +360,7 @@ def test_1000_node_fan_out_and_join_is_valid():
         edge(f"p{i}", "end") for i in range(998)
     ]
     doc = flow([start(name="string"), *branches, last], edges)
-    began = time.perf_counter()
-    assert validate_document(doc) == []
-    assert time.perf_counter() - began < 60
+    assert validate_document(doc) == []  # linear, not per path: bench/engine.py (d) times it
 
 
 def diamonds(count: int) -> dict:
@@ -391,9 +380,7 @@ def diamonds(count: int) -> dict:
 
 
 def test_chain_of_30_diamonds_is_valid():
-    began = time.perf_counter()
-    assert validate_document(diamonds(30)) == []
-    assert time.perf_counter() - began < 60
+    assert validate_document(diamonds(30)) == []  # 2^30 paths, never walked (bench/engine.py)
 
 
 def test_sibling_reference_in_the_last_of_30_diamonds_is_not_an_ancestor():
