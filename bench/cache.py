@@ -294,30 +294,51 @@ def lookup_rows(bench: Bench, scale: Scale, database: str) -> list[dict[str, Any
     from flows import services
     from flows.errors import ServiceError
 
-    slugs = [f"x-{secrets.token_hex(8)}" for _ in range(scale.lookups)]
-    iterator = iter(slugs)
+    def refused(slugs: Any) -> Any:
+        def lookup() -> None:
+            try:
+                services.flow_of(bench.owner, next(slugs))
+            except ServiceError:
+                return
+            raise AssertionError("a missing slug was found")
+        return lookup
 
-    def unknown() -> None:
-        try:
-            services.flow_of(bench.owner, next(iterator))
-        except ServiceError:
-            return
-        raise AssertionError("a random slug was found")
+    def api_404(slugs: Any) -> Any:
+        def request() -> None:
+            response = bench.client.get(f"/api/flows/{next(slugs)}/")
+            assert response.status_code == 404, response.content[:300]
+        return request
 
-    unknown()  # the filter is built
-    with CaptureQueriesContext(connection) as queries:
-        missing = timed(unknown, scale.lookups - 1)
+    def random_slugs() -> Any:
+        return iter(lambda: f"x-{secrets.token_hex(8)}", None)
+
+    def same_slug() -> Any:
+        return iter(lambda: "x-never-created", None)
+
     known = timed(lambda: services.flow_of(bench.owner, SLUG, for_run=True), scale.lookups // 5)
-    rows = []
-    for label, samples, count in (
-            ("unknown slug → 404 (Bloom filter)", missing, len(queries.captured_queries)),
-            ("existing slug (one indexed query)", known, None)):
-        rows.append({"case": f"flow lookup ({database}): {label}", "unit": "µs",
-                     "p50": round(percentile(samples, 50), 2),
-                     "p99": round(percentile(samples, 99), 2),
-                     "per_s": round(1e6 / (sum(samples) / len(samples))),
-                     "requests": len(samples), "queries": count})
+    rows = [_lookup_row(database, "existing slug (one indexed query)", known, None)]
+    for label, operation, count in (
+            ("unknown slug, a new one each time → 404", refused(random_slugs()), scale.lookups),
+            ("unknown slug, the same one again → 404", refused(same_slug()), scale.lookups),
+            ("API GET /api/flows/<new unknown slug>/ → 404", api_404(random_slugs()),
+             scale.starts),
+            ("API GET /api/flows/<same unknown slug>/ → 404", api_404(same_slug()),
+             scale.starts)):
+        operation()  # whatever is built on first use is built
+        with CaptureQueriesContext(connection) as queries:
+            samples = timed(operation, count)
+        statements = sum(1 for q in queries.captured_queries
+                         if not q["sql"].startswith(("SAVEPOINT", "RELEASE")))
+        rows.append(_lookup_row(database, label, samples, statements))
     return rows
+
+
+def _lookup_row(database: str, label: str, samples: list[float],
+                queries: int | None) -> dict[str, Any]:
+    return {"case": f"flow lookup ({database}): {label}", "unit": "µs",
+            "p50": round(percentile(samples, 50), 2), "p99": round(percentile(samples, 99), 2),
+            "per_s": round(1e6 / (sum(samples) / len(samples))), "requests": len(samples),
+            "queries": queries}
 
 
 def child(database: str, quick: bool) -> None:
