@@ -58,7 +58,7 @@ def jittered(seconds: float, jitter: float = JITTER) -> float:
 
 
 class CacheStats:
-    """Counters by name ("plan.l2.hit", "flows.absent.hit", …), safe between threads."""
+    """Counters by name ("plan.l2.hit", "flows.absent", …), safe between threads."""
 
     def __init__(self) -> None:
         self._counts: Counter[str] = Counter()
@@ -78,7 +78,7 @@ stats = CacheStats()
 # Every counter, for a stable shape (flows/lookup.py counts the flows.* and versions.* ones).
 COUNTERS = (
     "plan.l1.hit", "plan.l1.miss", "plan.l2.hit", "plan.l2.miss", "plan.l3.hit", "plan.l3.miss",
-    "plan.compile", "plan.single_flight.wait", "flows.absent.hit", "flows.deleted.hit",
+    "plan.compile", "plan.single_flight.wait", "flows.absent", "flows.deleted",
     "versions.hit", "versions.miss", "redis.error",
 )
 
