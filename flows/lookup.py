@@ -5,9 +5,9 @@ negative entry in Django's cache (Redis when `REDIS_URL` is set, so every proces
 for MISSING_TTL_S: the same pair asked again within that time is a 404 without a query, so a
 client asking again and again for a slug that is not there does not reach the database. A new
 flow deletes the entry of its pair (a `post_save` signal, so every way of creating one keeps
-it right; again when its transaction commits, for a lookup that ran meanwhile). A flow that
-appears without the signal (another process without Redis, rows written behind Django's back)
-is found once the entry expires.
+it right; again when its transaction commits, for a lookup that ran meanwhile). A flow whose
+creation does not reach the cache this process reads (made by another process without Redis,
+or written behind Django's back) is found once the entry expires.
 
 `version_map` maps (flow, version number) to the version's id and document hash: versions
 are frozen, so it never needs invalidating.
@@ -26,6 +26,8 @@ from django.db.models.signals import post_save
 from flows.cache import shared_cache, shared_call, stats
 from flows.models import Flow, FlowVersion
 
+# Short, because it is how late a flow whose creation could not delete the entry is found;
+# a client asking again and again still reaches the database once per period at most.
 MISSING_TTL_S = 2.0
 VERSIONS_LIMIT = 4096
 
