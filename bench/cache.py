@@ -1,5 +1,7 @@
 """Plan cache benchmark: starting a run through the API with a cold cache, an L3, L2 and L1
-hit; plan lookups per second per tier; flow lookups of unknown slugs.
+hit; plan lookups per second per tier; flow lookups of unknown slugs; concurrent misses of
+one plan with and without the single flight; run starts while Redis hangs, with and without
+the circuit breaker (with REDIS_URL only).
 
     python bench/cache.py            # SQLite (in-process L2), and PostgreSQL + Redis when
                                      # REDIS_URL is set (DATABASE_URL, else astron_bench_cache)
@@ -14,7 +16,7 @@ is starting a run, not executing it.
 
 The run-start rows, each with what is cleared before every request (outside the timing):
 
-- cold: process memory (plan L1, version map, flow lookup memory), L2 and `Document.plan`:
+- cold: process memory (plan L1, version map), L2 and `Document.plan`:
   the plan is compiled;
 - L3 hit: plan L1, version map and L2: the plan comes from `Document.plan`;
 - L2 hit: plan L1 and version map: the plan comes from L2;
@@ -22,6 +24,17 @@ The run-start rows, each with what is cleared before every request (outside the 
 
 The same cold and L1 rows for a chain of 100 template nodes show how the ratio grows with
 the plan: for hello, compiling is about a millisecond, less than the rest of the request.
+
+The flow lookup rows ask for a missing slug, a new one each time and the same one again,
+directly (`flow_of`) and through the API (GET /api/flows/<slug>/).
+
+The single flight rows: THREADS threads ask for one plan nothing has cached or compiled, at
+the same moment, through `plan_cache.get` and through the loader it wraps (what each thread
+would do without it): wall time until every thread has the plan, and compiles per miss.
+
+The breaker rows (REDIS_URL set): warm run starts while the cache points at a socket that
+accepts connections and never answers (a hung Redis), with the circuit breaker and with it
+disabled, so that every Redis call waits for its socket timeout.
 
 Targets: an L1 hit under 20 µs; a warm start (L1) at least 5× faster than a cold one.
 
@@ -64,10 +77,17 @@ class Scale:
     l3: int
     compiles: int
     lookups: int  # flow lookups
+    flights: int  # concurrent cold misses, each way
+    hung: int  # run starts with Redis hung, with the breaker…
+    hung_unguarded: int  # …and without
 
 
-FULL = Scale(starts=300, l1=200_000, l2=3_000, l3=1_000, compiles=200, lookups=5_000)
-QUICK = Scale(starts=60, l1=50_000, l2=500, l3=200, compiles=40, lookups=1_000)
+FULL = Scale(starts=300, l1=200_000, l2=3_000, l3=1_000, compiles=200, lookups=5_000,
+             flights=20, hung=200, hung_unguarded=10)
+QUICK = Scale(starts=60, l1=50_000, l2=500, l3=200, compiles=40, lookups=1_000, flights=5,
+              hung=50, hung_unguarded=5)
+THREADS = 20
+HUNG_TIMEOUT_S = 0.25
 
 
 # --- Setup -----------------------------------------------------------------------------------
@@ -169,7 +189,7 @@ def api_start_latency(bench: Bench, requests: int = 200) -> dict[str, float]:
 def clearing(bench: Bench, level: str, slug: str = SLUG) -> Any:
     """What is cleared before each request of a run-start case."""
     from flows.cache import plan_cache
-    from flows.lookup import flow_index, version_map
+    from flows.lookup import version_map
     from flows.models import Document
 
     def clear() -> None:
@@ -179,7 +199,6 @@ def clearing(bench: Bench, level: str, slug: str = SLUG) -> Any:
         if level in ("cold", "l3"):
             plan_cache.forget(bench.digests[slug])
         if level == "cold":
-            flow_index.clear_local()
             Document.objects.filter(hash=bench.digests[slug]).update(plan=None)
 
     return clear
@@ -294,29 +313,132 @@ def lookup_rows(bench: Bench, scale: Scale, database: str) -> list[dict[str, Any
     from flows import services
     from flows.errors import ServiceError
 
-    slugs = [f"x-{secrets.token_hex(8)}" for _ in range(scale.lookups)]
-    iterator = iter(slugs)
+    def refused(slugs: Any) -> Any:
+        def lookup() -> None:
+            try:
+                services.flow_of(bench.owner, next(slugs))
+            except ServiceError:
+                return
+            raise AssertionError("a missing slug was found")
+        return lookup
 
-    def unknown() -> None:
-        try:
-            services.flow_of(bench.owner, next(iterator))
-        except ServiceError:
-            return
-        raise AssertionError("a random slug was found")
+    def api_404(slugs: Any) -> Any:
+        def request() -> None:
+            response = bench.client.get(f"/api/flows/{next(slugs)}/")
+            assert response.status_code == 404, response.content[:300]
+        return request
 
-    unknown()  # the filter is built
-    with CaptureQueriesContext(connection) as queries:
-        missing = timed(unknown, scale.lookups - 1)
+    def random_slugs() -> Any:
+        return iter(lambda: f"x-{secrets.token_hex(8)}", None)
+
+    def same_slug() -> Any:
+        return iter(lambda: "x-never-created", None)
+
     known = timed(lambda: services.flow_of(bench.owner, SLUG, for_run=True), scale.lookups // 5)
+    rows = [_lookup_row(database, "existing slug (one indexed query)", known, None)]
+    for label, operation, count in (
+            ("unknown slug, a new one each time → 404", refused(random_slugs()), scale.lookups),
+            ("unknown slug, the same one again → 404", refused(same_slug()), scale.lookups),
+            ("API GET /api/flows/<new unknown slug>/ → 404", api_404(random_slugs()),
+             scale.starts),
+            ("API GET /api/flows/<same unknown slug>/ → 404", api_404(same_slug()),
+             scale.starts)):
+        operation()  # whatever is built on first use is built
+        with CaptureQueriesContext(connection) as queries:
+            samples = timed(operation, count)
+        statements = sum(1 for q in queries.captured_queries
+                         if not q["sql"].startswith(("SAVEPOINT", "RELEASE")))
+        rows.append(_lookup_row(database, label, samples, statements))
+    return rows
+
+
+def _lookup_row(database: str, label: str, samples: list[float],
+                queries: int | None) -> dict[str, Any]:
+    return {"case": f"flow lookup ({database}): {label}", "unit": "µs",
+            "p50": round(percentile(samples, 50), 2), "p99": round(percentile(samples, 99), 2),
+            "per_s": round(1e6 / (sum(samples) / len(samples))), "requests": len(samples),
+            "queries": queries}
+
+
+def flight_rows(bench: Bench, scale: Scale, database: str) -> list[dict[str, Any]]:
+    """THREADS threads miss one cold plan (the 100-node chain: nothing cached, nothing
+    compiled) at the same moment, through `plan_cache.get` (single flight) and through the
+    loader it wraps (each thread on its own): wall time until all have it, compiles."""
+    import threading
+
+    from django.db import connection
+
+    from flows.cache import cache_stats, plan_cache
+    from flows.models import Document
+
+    digest = bench.digests[CHAIN]
+    ways = {"single flight": plan_cache.get, "each thread on its own": plan_cache._load}
+    samples: dict[str, list[float]] = {way: [] for way in ways}
+    compiles = dict.fromkeys(ways, 0)
+    for _ in range(scale.flights):
+        for way, load in ways.items():
+            plan_cache.forget(digest)
+            Document.objects.filter(hash=digest).update(plan=None)
+            barrier = threading.Barrier(THREADS + 1)
+
+            def ask(load: Any = load, barrier: threading.Barrier = barrier) -> None:
+                try:
+                    barrier.wait()
+                    load(digest)
+                finally:
+                    connection.close()
+
+            threads = [threading.Thread(target=ask) for _ in range(THREADS)]
+            for thread in threads:
+                thread.start()
+            before = cache_stats()["plan.compile"]
+            barrier.wait()
+            began = time.perf_counter()
+            for thread in threads:
+                thread.join()
+            samples[way].append((time.perf_counter() - began) * 1000)
+            compiles[way] += cache_stats()["plan.compile"] - before
+    return [{"case": f"{THREADS} threads miss one cold plan ({database}): {way}", "unit": "ms",
+             "p50": round(percentile(samples[way], 50), 2),
+             "p99": round(percentile(samples[way], 99), 2),
+             "compiles": round(compiles[way] / scale.flights, 1), "requests": scale.flights}
+            for way in ways]
+
+
+def breaker_rows(bench: Bench, scale: Scale, database: str) -> list[dict[str, Any]]:
+    """Run starts (warm) while Redis accepts connections and never answers, with the circuit
+    breaker and with it disabled (every Redis call waits for its socket timeout)."""
+    import socket
+
+    from django.test import override_settings
+
+    from flows.cache import redis_breaker
+
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(512)  # connections complete in the kernel; nothing ever reads or answers
+    options = {"SERIALIZER": "django_redis.serializers.msgpack.MSGPackSerializer",
+               "SOCKET_CONNECT_TIMEOUT": HUNG_TIMEOUT_S, "SOCKET_TIMEOUT": HUNG_TIMEOUT_S}
+    hung = {"default": {"BACKEND": "django_redis.cache.RedisCache", "KEY_PREFIX": "astron",
+                        "LOCATION": f"redis://127.0.0.1:{hole.getsockname()[1]}/0",
+                        "OPTIONS": options}}
     rows = []
-    for label, samples, count in (
-            ("unknown slug → 404 (Bloom filter)", missing, len(queries.captured_queries)),
-            ("existing slug (one indexed query)", known, None)):
-        rows.append({"case": f"flow lookup ({database}): {label}", "unit": "µs",
-                     "p50": round(percentile(samples, 50), 2),
-                     "p99": round(percentile(samples, 99), 2),
-                     "per_s": round(1e6 / (sum(samples) / len(samples))),
-                     "requests": len(samples), "queries": count})
+    try:
+        for label, requests, always in (("with the breaker", scale.hung, False),
+                                        ("breaker disabled", scale.hung_unguarded, True)):
+            redis_breaker.reset()
+            if always:
+                redis_breaker.allow = lambda: True  # type: ignore[method-assign]
+            with override_settings(CACHES=hung):
+                samples = [start(bench) for _ in range(requests)]
+            redis_breaker.__dict__.pop("allow", None)
+            rows.append({"case": f"run start, Redis hung ({HUNG_TIMEOUT_S * 1000:.0f} ms "
+                                 f"socket timeout) ({database}): {label}", "unit": "ms",
+                         "p50": round(percentile(samples, 50), 2),
+                         "p99": round(percentile(samples, 99), 2), "requests": requests})
+    finally:
+        redis_breaker.reset()
+        hole.close()
     return rows
 
 
@@ -330,7 +452,10 @@ def child(database: str, quick: bool) -> None:
     bench = prepare()
     rows = [*start_rows(bench, scale, database),
             *start_rows(bench, scale, database, CHAIN, ("cold", "l1")),
-            *tier_rows(bench, scale, database), *lookup_rows(bench, scale, database)]
+            *tier_rows(bench, scale, database), *lookup_rows(bench, scale, database),
+            *flight_rows(bench, scale, database)]
+    if os.environ.get("REDIS_URL"):
+        rows += breaker_rows(bench, scale, database)
     Run.objects.filter(owner=bench.owner).delete()
     print(json.dumps(rows))
 
@@ -368,8 +493,8 @@ def main() -> None:
         rows += run_child("PostgreSQL + Redis",
                           {**base, "DATABASE_URL": url, "REDIS_URL": os.environ["REDIS_URL"]},
                           args.quick)
-    report("cache", rows, ["case", "p50", "p99", "unit", "per_s", "queries", "requests",
-                           "target", "met"])
+    report("cache", rows, ["case", "p50", "p99", "unit", "per_s", "queries", "compiles",
+                           "requests", "target", "met"])
 
 
 if __name__ == "__main__":

@@ -3,19 +3,19 @@
 A plan is a pure function of its document, and documents are stored by content hash, so a
 plan is keyed by that hash and never needs invalidating:
 
-- L1: a bounded, thread-safe LRU of `Plan` objects in this process;
-- L2: `caches["default"]`: Redis through django-redis when `REDIS_URL` is set (the raw
-  MessagePack of `plan.to_dict()`, never a pickle), else Django's in-process cache;
+- L1: a bounded LRU of `Plan` objects in this process (cachetools);
+- L2: `caches["default"]`: Redis through django-redis when `REDIS_URL` is set (which stores
+  `plan.to_dict()` as MessagePack, never a pickle), else Django's in-process cache;
 - L3: the `Document.plan` column;
 - and when all miss, the document is compiled and stored back to L3 and L2.
 
-Concurrent misses of one key compute once per process (single flight) and, across
-processes, once per Redis lock: the others poll L2 for a short while. L2 expiries carry
-random jitter. When Redis fails, a circuit breaker (`redis_breaker`) logs one warning per
-period, the cache carries on with L1 and L3, and tries Redis again a few seconds later.
+Concurrent misses of one key in a process compute once: cachetools' `cached` with a
+condition makes the other callers wait for the first. L2 expiries carry random jitter. Every
+call to the shared cache goes through `shared_call`: when Redis fails, a circuit breaker
+(`redis_breaker`) logs one warning per period, the callers carry on without Redis, and Redis
+is tried again a few seconds later.
 
-Counters per tier are in `cache_stats()`; `set_metrics_hook(fn)` has `fn(name, n)` called on
-every count, for the metrics helper.
+Counters per tier are in `cache_stats()`, read by tracing/metrics.py.
 """
 
 from __future__ import annotations
@@ -24,13 +24,14 @@ import logging
 import random
 import threading
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-import msgpack
+from cachetools import LRUCache, cached
 from django.core.cache import caches
-from redis.exceptions import LockError, RedisError
+from django_redis.exceptions import ConnectionInterrupted
+from redis.exceptions import RedisError
 
 from engine import Plan, compile_plan
 from engine.plan import PLAN_FORMAT
@@ -41,12 +42,11 @@ logger = logging.getLogger(__name__)
 L1_SIZE = 512  # plans kept in each process (a plan of a 10-node flow is a few KiB)
 L2_TTL_S = 3600.0  # ± JITTER: hot keys written together do not all expire together
 JITTER = 0.10
-LOCK_TTL_S = 10.0  # a lock whose holder died frees itself after this
-LOCK_WAIT_S = 2.0  # how long other processes wait for the lock holder's L2 write
-LOCK_POLL_S = 0.02
-FLIGHT_WAIT_S = 30.0  # a follower whose leader hangs computes on its own after this
 REDIS_RETRY_S = 5.0  # after a Redis failure, Redis is tried again after this
 REDIS_WARN_EVERY_S = 60.0  # at most one warning per period while Redis stays down
+
+# Failures of the shared cache: redis-py's, the socket's, and django-redis's wrapper of them.
+SHARED_ERRORS: tuple[type[BaseException], ...] = (RedisError, ConnectionInterrupted, OSError)
 
 
 def jittered(seconds: float, jitter: float = JITTER) -> float:
@@ -54,34 +54,23 @@ def jittered(seconds: float, jitter: float = JITTER) -> float:
     return seconds * random.uniform(1 - jitter, 1 + jitter)
 
 
-# --- Counters and the metrics hook ----------------------------------------------------------
+# --- Counters ---------------------------------------------------------------------------------
 
 
 class CacheStats:
-    """Counters by name ("plan.l1.hit", "flows.bloom.absent", …), safe between threads."""
+    """Counters by name ("plan.l2.hit", "flows.absent", …), safe between threads."""
 
     def __init__(self) -> None:
         self._counts: Counter[str] = Counter()
         self._lock = threading.Lock()
-        self.hook: Callable[[str, int], None] | None = None
 
     def incr(self, name: str, n: int = 1) -> None:
         with self._lock:
             self._counts[name] += n
-        hook = self.hook
-        if hook is not None:
-            try:
-                hook(name, n)
-            except Exception:
-                logger.exception("the cache metrics hook failed on %s", name)
 
     def snapshot(self) -> dict[str, int]:
         with self._lock:
             return dict(self._counts)
-
-    def reset(self) -> None:
-        with self._lock:
-            self._counts.clear()
 
 
 stats = CacheStats()
@@ -89,15 +78,9 @@ stats = CacheStats()
 # Every counter, for a stable shape (flows/lookup.py counts the flows.* and versions.* ones).
 COUNTERS = (
     "plan.l1.hit", "plan.l1.miss", "plan.l2.hit", "plan.l2.miss", "plan.l3.hit", "plan.l3.miss",
-    "plan.compile", "plan.single_flight.wait", "plan.lock.wait",
-    "flows.bloom.local", "flows.bloom.shared", "flows.bloom.absent", "flows.bloom.unknown",
-    "flows.bloom.build", "flows.deleted.hit", "versions.hit", "versions.miss", "redis.error",
+    "plan.compile", "plan.single_flight.wait", "flows.absent", "flows.deleted",
+    "versions.hit", "versions.miss", "redis.error",
 )
-
-
-def set_metrics_hook(hook: Callable[[str, int], None] | None) -> None:
-    """Call `hook(name, n)` on every count (None: no hook). Names are those of cache_stats()."""
-    stats.hook = hook
 
 
 def cache_stats() -> dict[str, Any]:
@@ -105,31 +88,25 @@ def cache_stats() -> dict[str, Any]:
     lookups answered without the database), with the L1 size and Redis's state."""
     counts: dict[str, Any] = {name: 0 for name in COUNTERS}
     counts.update(stats.snapshot())
-    counts["plan.l1.size"] = len(plan_cache.l1)
-    counts["redis.available"] = not redis_breaker.down
+    l1 = plan_cache.get.cache_info()
+    counts.update({"plan.l1.hit": l1.hits, "plan.l1.miss": l1.misses,
+                   "plan.l1.size": l1.currsize, "redis.available": not redis_breaker.down})
     return counts
 
 
-# --- Redis: which backend, and a circuit breaker ---------------------------------------------
+# --- The shared cache, behind a circuit breaker -----------------------------------------------
 
 
 def shared_cache() -> Any:
     return caches["default"]
 
 
-def redis_client(cache: Any = None) -> Any | None:
-    """The raw Redis client behind the default cache when it is django-redis, else None."""
-    cache = shared_cache() if cache is None else cache
-    client = getattr(cache, "client", None)
-    if client is None or not hasattr(client, "get_client"):
-        return None
-    return client.get_client(write=True)
-
-
 class RedisBreaker:
     """Stops calling Redis for `retry_s` after a failure, then lets one call probe it.
 
     Warns at most once per `warn_every_s` while Redis stays down, and once when it is back.
+    (pybreaker holds one lock for the whole of every call, which would queue all of a
+    process's Redis calls behind a slow one.)
     """
 
     def __init__(self, retry_s: float = REDIS_RETRY_S, warn_every_s: float = REDIS_WARN_EVERY_S):
@@ -139,7 +116,6 @@ class RedisBreaker:
         self._retry_at = 0.0
         self._warned_at = -float("inf")
         self._lock = threading.Lock()
-        self.on_recovery: list[Callable[[], None]] = []  # called when Redis answers again
 
     def allow(self) -> bool:
         if not self.down:
@@ -165,21 +141,13 @@ class RedisBreaker:
                            "process memory and the database, Redis is tried again every %gs",
                            type(error).__name__, doing, error, self.retry_s)
 
-    def succeeded(self) -> bool:
-        """Redis answered; True when that ends an outage (the recovery callbacks ran)."""
+    def succeeded(self) -> None:
         if not self.down:
-            return False
+            return
         with self._lock:
             was_down, self.down = self.down, False
-        if not was_down:
-            return False
-        logger.warning("Redis is back: the shared cache is used again")
-        for callback in self.on_recovery:
-            try:
-                callback()
-            except Exception:
-                logger.exception("catching up with Redis failed")
-        return True
+        if was_down:
+            logger.warning("Redis is back: the shared cache is used again")
 
     def reset(self) -> None:
         with self._lock:
@@ -190,143 +158,60 @@ class RedisBreaker:
 
 redis_breaker = RedisBreaker()
 
-# Failures of the shared cache: redis-py's, the socket's, and django-redis's wrapper of them.
-try:
-    from django_redis.exceptions import ConnectionInterrupted
-except ImportError:  # pragma: no cover - django-redis is a dependency
-    ConnectionInterrupted = RedisError  # type: ignore[misc,assignment]
-SHARED_ERRORS: tuple[type[BaseException], ...] = (RedisError, ConnectionInterrupted, OSError)
 
-
-# --- L1 -------------------------------------------------------------------------------------
-
-
-class LRU:
-    """A bounded LRU mapping, safe to share between threads."""
-
-    def __init__(self, limit: int):
-        self.limit = limit
-        self._items: OrderedDict[Any, Any] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: Any) -> Any | None:
-        with self._lock:
-            value = self._items.get(key)
-            if value is not None:
-                self._items.move_to_end(key)
-            return value
-
-    def put(self, key: Any, value: Any) -> None:
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.limit:
-                self._items.popitem(last=False)
-
-    def pop(self, key: Any) -> None:
-        with self._lock:
-            self._items.pop(key, None)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __contains__(self, key: Any) -> bool:
-        return key in self._items
+def shared_call(doing: str, operation: Callable[..., Any], *args: Any,
+                default: Any = None) -> Any:
+    """`operation(*args)` (a method of the shared cache) through the breaker; `default` while
+    Redis is down or when this call fails."""
+    if not redis_breaker.allow():
+        return default
+    try:
+        result = operation(*args)
+    except SHARED_ERRORS as error:
+        redis_breaker.failed(error, doing)
+        return default
+    redis_breaker.succeeded()
+    return result
 
 
 # --- The plan cache -------------------------------------------------------------------------
 
 
-def encode_plan(plan: Plan) -> bytes:
-    return msgpack.packb(plan.to_dict(), use_bin_type=True)
+class _CountedCondition(threading.Condition):
+    """The condition cachetools waits on while another thread computes a key: counted."""
+
+    def wait(self, timeout: float | None = None) -> bool:
+        stats.incr("plan.single_flight.wait")
+        return super().wait(timeout)
 
 
-def decode_plan(raw: bytes) -> Plan:
-    return Plan.from_dict(msgpack.unpackb(raw, raw=False, strict_map_key=False))
-
-
-class _Flight:
-    """One computation of a key in this process; followers wait for its outcome."""
-
-    __slots__ = ("done", "plan")
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.plan: Plan | None = None
+def _digest_only(digest: str, plan: Any = None, dsl: Any = None) -> str:
+    return digest
 
 
 class PlanCache:
     def __init__(self, l1_size: int = L1_SIZE):
-        self.l1 = LRU(l1_size)
-        self._flights: dict[str, _Flight] = {}
-        self._flights_lock = threading.Lock()
+        self.l1: LRUCache[str, Plan] = LRUCache(maxsize=l1_size)
+        self._flight = _CountedCondition(threading.Lock())
+        # get(digest, plan=None, dsl=None): the plan of the document `digest`, from L1, else
+        # loaded once however many threads ask (the others wait for it: no stampede).
+        # `plan` and `dsl` are the document's columns when the caller already holds them (they
+        # spare a query); `dsl` also serves a document not stored yet (a draft's first run).
+        # Raises Document.DoesNotExist when the document is neither stored nor given.
+        self.get: Any = cached(self.l1, key=_digest_only, condition=self._flight,
+                               info=True)(self._load)
 
     @staticmethod
     def l2_key(digest: str) -> str:
         return f"plan:{PLAN_FORMAT}:{digest}"
 
-    # -- reading -------------------------------------------------------------------------------
-
-    def get(self, digest: str, plan: Any = None, dsl: Any = None) -> Plan:
-        """The plan of the document `digest`: L1, L2, L3, or compiled (and stored back).
-
-        `plan` and `dsl` are the document's columns when the caller already holds them (they
-        spare a query); `dsl` also serves a document not stored yet (a draft's first run).
-        Raises Document.DoesNotExist when the document is neither stored nor given.
-        """
-        found = self.l1.get(digest)
-        if found is not None:
-            stats.incr("plan.l1.hit")
-            return found
-        stats.incr("plan.l1.miss")
-        with self._flights_lock:
-            flight = self._flights.get(digest)
-            leader = flight is None
-            if leader:
-                flight = self._flights[digest] = _Flight()
-        assert flight is not None
-        if not leader:
-            stats.incr("plan.single_flight.wait")
-            if flight.done.wait(FLIGHT_WAIT_S) and flight.plan is not None:
-                return flight.plan
-            # The leader failed (its error may be its own: a transaction that does not see a
-            # row yet, say) or hangs: try on our own rather than share its fate.
-            return self._load(digest, plan, dsl)
-        try:
-            found = self._load(digest, plan, dsl)
-            self.l1.put(digest, found)
-            flight.plan = found
-            return found
-        finally:
-            with self._flights_lock:
-                self._flights.pop(digest, None)
-            flight.done.set()
-
-    def _load(self, digest: str, plan: Any, dsl: Any) -> Plan:
-        """L2, then (holding the cross-process lock when Redis is there) L3 or compile."""
+    def _load(self, digest: str, plan: Any = None, dsl: Any = None) -> Plan:
+        """L2, else L3 or compile (stored back to L2)."""
         found = self._l2_get(digest)
-        if found is not None:
-            return found
-        lock = self._lock(digest)
-        if lock is False:  # another process computes it: wait for its L2 write
-            stats.incr("plan.lock.wait")
-            deadline = time.monotonic() + LOCK_WAIT_S
-            while time.monotonic() < deadline and not redis_breaker.down:
-                time.sleep(LOCK_POLL_S)
-                found = self._l2_get(digest, count=False)
-                if found is not None:
-                    return found
-        try:
+        if found is None:
             found = self._l3_or_compile(digest, plan, dsl)
             self._l2_put(digest, found)
-            return found
-        finally:
-            if lock not in (None, False):
-                self._unlock(lock)
+        return found
 
     def _l3_or_compile(self, digest: str, plan: Any, dsl: Any) -> Plan:
         if plan is None:
@@ -349,91 +234,28 @@ class PlanCache:
         stats.incr("plan.l3.miss")
         if dsl is None:
             dsl = Document.objects.values_list("dsl", flat=True).get(hash=digest)
-        found = self.compile(dsl)
+        stats.incr("plan.compile")
+        found = compile_plan(dsl)
         if stored:
             Document.objects.filter(hash=digest).update(plan=found.to_dict())
         return found
 
-    def compile(self, dsl: Any) -> Plan:
-        stats.incr("plan.compile")
-        return compile_plan(dsl)
-
-    @property
-    def compiles(self) -> int:
-        return stats.snapshot().get("plan.compile", 0)
-
-    # -- L2 ------------------------------------------------------------------------------------
-
-    def _l2_get(self, digest: str, count: bool = True) -> Plan | None:
-        cache = shared_cache()
-        client = redis_client(cache)
-        key = self.l2_key(digest)
-        if client is None:
-            raw = cache.get(key)
-        else:
-            if not redis_breaker.allow():
-                return None
+    def _l2_get(self, digest: str) -> Plan | None:
+        data = shared_call("reading a plan", shared_cache().get, self.l2_key(digest))
+        if data is not None:
             try:
-                raw = client.get(cache.make_key(key))
-            except SHARED_ERRORS as error:
-                redis_breaker.failed(error, "reading a plan")
-                return None
-            redis_breaker.succeeded()
-        if raw is None:
-            if count:
-                stats.incr("plan.l2.miss")
-            return None
-        try:
-            found = decode_plan(raw)
-        except Exception:
-            logger.warning("an unreadable plan was in the shared cache under %s", key)
-            if count:
-                stats.incr("plan.l2.miss")
-            return None
-        stats.incr("plan.l2.hit")
-        return found
+                found = Plan.from_dict(data)
+            except (ValueError, KeyError, TypeError, AttributeError):
+                logger.warning("an unreadable plan was in the shared cache under %s", digest)
+            else:
+                stats.incr("plan.l2.hit")
+                return found
+        stats.incr("plan.l2.miss")
+        return None
 
     def _l2_put(self, digest: str, plan: Plan) -> None:
-        cache = shared_cache()
-        client = redis_client(cache)
-        key = self.l2_key(digest)
-        raw = encode_plan(plan)
-        ttl = jittered(L2_TTL_S)
-        if client is None:
-            cache.set(key, raw, ttl)
-            return
-        if not redis_breaker.allow():
-            return
-        try:
-            client.set(cache.make_key(key), raw, px=int(ttl * 1000))
-        except SHARED_ERRORS as error:
-            redis_breaker.failed(error, "storing a plan")
-            return
-        redis_breaker.succeeded()
-
-    def _lock(self, digest: str) -> Any:
-        """A held Redis lock, False when another process holds it, None without Redis."""
-        cache = shared_cache()
-        client = redis_client(cache)
-        if client is None or not redis_breaker.allow():
-            return None
-        lock = client.lock(cache.make_key(f"plan-lock:{digest}"), timeout=LOCK_TTL_S)
-        try:
-            acquired = lock.acquire(blocking=False)
-        except SHARED_ERRORS as error:
-            redis_breaker.failed(error, "locking a plan")
-            return None
-        redis_breaker.succeeded()
-        return lock if acquired else False
-
-    @staticmethod
-    def _unlock(lock: Any) -> None:
-        try:
-            lock.release()
-        except LockError:
-            pass  # it expired meanwhile: nothing to release
-        except SHARED_ERRORS as error:
-            redis_breaker.failed(error, "unlocking a plan")
+        shared_call("storing a plan", shared_cache().set, self.l2_key(digest), plan.to_dict(),
+                    jittered(L2_TTL_S))
 
     # -- warming and clearing ------------------------------------------------------------------
 
@@ -444,20 +266,14 @@ class PlanCache:
         return found
 
     def clear_l1(self) -> None:
-        self.l1.clear()
+        with self._flight:  # not get.cache_clear(): it would zero the hit and miss counts
+            self.l1.clear()
 
     def forget(self, digest: str) -> None:
         """Drop one plan from L1 and L2 (benchmarks and tests; plans never go stale)."""
-        self.l1.pop(digest)
-        cache = shared_cache()
-        client = redis_client(cache)
-        if client is None:
-            cache.delete(self.l2_key(digest))
-            return
-        try:
-            client.delete(cache.make_key(self.l2_key(digest)))
-        except SHARED_ERRORS as error:
-            redis_breaker.failed(error, "dropping a plan")
+        with self._flight:
+            self.l1.pop(digest, None)
+        shared_call("dropping a plan", shared_cache().delete, self.l2_key(digest))
 
 
 plan_cache = PlanCache()

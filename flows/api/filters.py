@@ -8,8 +8,8 @@ import django_filters
 from django.db.models import Q
 from django_filters.rest_framework import DjangoFilterBackend
 
+from flows import lookup
 from flows.errors import ServiceError
-from flows.lookup import flow_index
 from flows.models import Flow, Run
 from flows.services.documents import SLUG_PATTERN
 
@@ -43,11 +43,15 @@ class RunFilter(django_filters.FilterSet):
     def of_flow(self, queryset, name, value):
         # Resolved first (one indexed lookup, deleted flows included: their runs stay
         # readable) so that the page query uses the (owner, flow, created_at) index.
-        # A slug no flow of the owner has is answered without a query (flows/lookup.py).
+        # A slug found missing a moment ago is answered without a query (flows/lookup.py).
         flow_id = None
-        if SLUG_PATTERN.match(value) and flow_index.might_exist(self.request.user.pk, value):
+        owner_id = self.request.user.pk
+        if SLUG_PATTERN.match(value) and not lookup.known_missing(owner_id, value,
+                                                                 include_deleted=True):
             flow_id = (Flow.objects.filter(owner=self.request.user, slug=value)
                        .values_list("pk", flat=True).first())
+            if flow_id is None:
+                lookup.note_missing(owner_id, value)
         return queryset.filter(flow_id=flow_id) if flow_id else queryset.none()
 
 

@@ -8,8 +8,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from engine import document_digest
+from flows import lookup
 from flows.errors import ServiceError
-from flows.lookup import flow_index
 from flows.models import Flow, FlowVersion
 from flows.services.documents import (
     SLUG_PATTERN,
@@ -89,22 +89,23 @@ def flow_of(owner: Any, slug: str, include_deleted: bool = False,
             for_run: bool = False) -> Flow:
     """The owner's flow by slug; someone else's answers like a missing one (404).
 
-    A pair that no flow has, or a flow known to be deleted, is answered without a query
+    A pair found missing (or deleted) a moment ago is answered without a query
     (flows/lookup.py). `for_run` loads only RUN_COLUMNS.
     """
     if not isinstance(slug, str) or not SLUG_PATTERN.match(slug):
         # No flow has such a slug; and PostgreSQL refuses some strings (NUL) in a query.
         raise ServiceError(404, "not_found", "there is no such flow")
     owner_id = owner.pk
-    if not flow_index.might_exist(owner_id, slug) or (
-            not include_deleted and flow_index.known_deleted(owner_id, slug)):
+    if lookup.known_missing(owner_id, slug, include_deleted):
         raise ServiceError(404, "not_found", f'there is no flow "{slug}"')
     flows = Flow.objects.filter(owner=owner, slug=slug)
     if for_run:
         flows = flows.only(*RUN_COLUMNS)
     flow = flows.first()
-    if flow is not None and flow.deleted_at is not None and not include_deleted:
-        flow_index.note_deleted(owner_id, slug)  # deleted for good: its slug stays taken
+    if flow is None:
+        lookup.note_missing(owner_id, slug)
+    elif flow.deleted_at is not None and not include_deleted:
+        lookup.note_missing(owner_id, slug, deleted=True)  # its slug stays taken for good
         flow = None
     if flow is None:
         raise ServiceError(404, "not_found", f'there is no flow "{slug}"')

@@ -1,21 +1,22 @@
-"""Flow lookups stop before the database for flows that do not exist (flows/lookup.py).
+"""Flow lookups answer a slug just found missing without the database (flows/lookup.py).
 
-Without REDIS_URL the Bloom filter is this process's, built from the table; with it, the
-filter is shared in Redis and each process remembers the flows it saw.
+The negative entry lives in Django's cache: this process's memory without REDIS_URL, Redis
+(shared by every process) with it.
 """
 
 from __future__ import annotations
 
 import secrets
+import time
+from types import SimpleNamespace
 
 import pytest
 from django.core.cache import caches
 from django.test import override_settings
 
 from flows import lookup, services
-from flows.cache import redis_breaker, redis_client
+from flows.cache import cache_stats, redis_breaker
 from flows.errors import ServiceError
-from flows.lookup import BLOOM_BITS, Bits, flow_index, positions
 from flows.models import Flow
 
 from . import factories
@@ -29,43 +30,64 @@ def redis_up():
     redis_breaker.reset()
 
 
-def random_slugs(count: int) -> list[str]:
-    return [f"x-{secrets.token_hex(8)}" for _ in range(count)]
+def random_slug() -> str:
+    return f"x-{secrets.token_hex(8)}"
 
 
-def warmed_up(owner) -> None:
-    """One lookup of a missing flow: builds the filter when it is not there yet."""
-    with pytest.raises(ServiceError):
-        services.flow_of(owner, random_slugs(1)[0])
+def refused(owner, slug: str) -> list[str]:
+    """Look up a missing flow (a 404); the statements it ran."""
+    with queries() as statements, pytest.raises(ServiceError) as error:
+        services.flow_of(owner, slug)
+    assert error.value.status == 404 and error.value.code == "not_found"
+    return statements
+
+
+def entry_ttl(owner, slug: str) -> float:
+    """Seconds the negative entry of (owner, slug) has left to live."""
+    cache = caches["default"]
+    key = cache.make_key(lookup.missing_key(owner.pk, slug))
+    if REDIS:
+        from django_redis import get_redis_connection
+
+        return get_redis_connection("default").pttl(key) / 1000
+    return cache._expire_info[key] - time.time()
 
 
 @pytest.mark.django_db
-def test_an_unknown_slug_is_a_404_without_any_query(owner):
+def test_an_unknown_slug_asked_again_is_a_404_without_any_query(owner):
     factories.flow(owner)
-    warmed_up(owner)
-    for slug in random_slugs(200):  # a flood of random slugs
-        with queries() as statements, pytest.raises(ServiceError) as refused:
-            services.flow_of(owner, slug)
-        assert refused.value.status == 404 and refused.value.code == "not_found"
-        assert statements == []
+    slug = random_slug()
+    assert tables(refused(owner, slug)) == ["flows_flow"]  # the first time: one query
+    before = cache_stats()["flows.absent"]
+    for _ in range(200):  # a client asking again and again
+        assert refused(owner, slug) == []
+    assert cache_stats()["flows.absent"] - before == 200
 
 
 @pytest.mark.django_db
-def test_through_the_api_an_unknown_slug_costs_only_the_key_check(owner, api):
+def test_through_the_api_an_unknown_slug_asked_again_costs_only_the_key_check(owner, api):
     factories.flow(owner)
-    warmed_up(owner)
     for path in ("/api/flows/{}/runs/", "/api/flows/{}/"):
-        slug = random_slugs(1)[0]
-        with queries() as statements:
-            response = (api.post(path.format(slug), {"inputs": {}}) if "runs" in path
-                        else api.get(path.format(slug)))
-        factories.assert_error(response, 404, "not_found")
+        slug = random_slug()
+        for _ in range(2):
+            with queries() as statements:
+                response = (api.post(path.format(slug), {"inputs": {}}) if "runs" in path
+                            else api.get(path.format(slug)))
+            factories.assert_error(response, 404, "not_found")
         assert "flows_flow" not in tables(statements), statements
 
 
 @pytest.mark.django_db
+def test_a_negative_entry_lives_a_short_while(owner):
+    slug = random_slug()
+    refused(owner, slug)
+    assert 0 < entry_ttl(owner, slug) <= lookup.MISSING_TTL_S
+
+
+@pytest.mark.django_db
 def test_a_new_flow_is_found_at_once(owner, api):
-    warmed_up(owner)
+    refused(owner, "fresh")
+    refused(owner, "fresher")
     created = api.post("/api/flows/", {"dsl": unique_hello(), "slug": "fresh"})
     assert created.status_code == 201
     assert api.get("/api/flows/fresh/").status_code == 200
@@ -74,10 +96,21 @@ def test_a_new_flow_is_found_at_once(owner, api):
     assert services.flow_of(owner, "fresher").pk == flow.pk
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_lookup_between_a_flow_s_creation_and_its_commit_is_forgotten_at_the_commit(owner):
+    from django.db import transaction
+
+    with transaction.atomic():
+        flow = services.create_flow(owner, unique_hello(), slug="committing")
+        # Another request looks the slug up before the commit: it sees no row yet.
+        lookup.note_missing(owner.pk, "committing")
+    assert services.flow_of(owner, "committing").pk == flow.pk
+
+
 @pytest.mark.django_db
 def test_a_flow_renamed_by_a_whole_row_save_is_found(owner):
     flow = factories.flow(owner, slug="before")
-    warmed_up(owner)
+    refused(owner, "after")
     flow.slug = "after"
     flow.save()  # the shell, say: no service renames flows
     assert services.flow_of(owner, "after").pk == flow.pk
@@ -86,88 +119,78 @@ def test_a_flow_renamed_by_a_whole_row_save_is_found(owner):
 @pytest.mark.django_db
 def test_someone_elses_flow_is_still_a_404(owner, outsider, outsider_api):
     factories.flow(owner, slug="mine")
-    warmed_up(outsider)
-    with queries() as statements, pytest.raises(ServiceError) as refused:
-        services.flow_of(outsider, "mine")
-    assert refused.value.status == 404
-    assert statements == []  # (outsider, "mine") is a pair no flow has
+    refused(outsider, "mine")
+    assert refused(outsider, "mine") == []  # asked again: no query
     factories.assert_error(outsider_api.post("/api/flows/mine/runs/", {"inputs": {}}),
                            404, "not_found")
+    assert services.flow_of(owner, "mine").slug == "mine"  # its owner's entry is its own
 
 
 @pytest.mark.django_db
 def test_a_deleted_flow_is_a_404_and_then_costs_no_query(owner):
     flow = factories.flow(owner, slug="gone")
     services.delete_flow(flow)
-    with pytest.raises(ServiceError):
-        services.flow_of(owner, "gone")  # one query: it learns the flow is deleted
-    with queries() as statements, pytest.raises(ServiceError) as refused:
-        services.flow_of(owner, "gone")
-    assert refused.value.status == 404 and statements == []
+    assert tables(refused(owner, "gone")) == ["flows_flow"]  # it learns the flow is deleted
+    before = cache_stats()["flows.deleted"]
+    assert refused(owner, "gone") == []
+    assert cache_stats()["flows.deleted"] - before == 1
     assert services.flow_of(owner, "gone", include_deleted=True).pk == flow.pk
 
 
 @pytest.mark.django_db
-def test_a_flow_created_elsewhere_is_found(owner):
-    """Another process created it: this one's memory does not know it, the filter does
-    (Redis), or the table does (rebuilt on first use without Redis)."""
-    flow = factories.flow(owner, slug="elsewhere")
-    flow_index.clear_local()
-    assert services.flow_of(owner, "elsewhere").pk == flow.pk
+def test_a_deleted_flow_restored_is_found(owner):
+    flow = factories.flow(owner, slug="back")
+    services.delete_flow(flow)
+    refused(owner, "back")
+    flow.deleted_at = None
+    flow.save()  # the admin, say
+    assert services.flow_of(owner, "back").pk == flow.pk
 
 
 @pytest.mark.django_db
-def test_a_rebuild_finds_flows_written_behind_djangos_back(owner):
-    """Rows written without Django's signals (bulk_create, COPY, a restore) are in the filter
-    once it is rebuilt from the table (manage.py warm_cache does)."""
-    warmed_up(owner)
-    dsl = unique_hello()
-    Flow.objects.bulk_create([Flow(owner=owner, slug="bulk", name="Bulk", draft=dsl,
-                                   draft_hash="sha256:" + "1" * 64)])
-    flow_index.rebuild()
+def test_a_flow_written_behind_djangos_back_is_found_once_the_entry_expires(owner,
+                                                                           monkeypatch):
+    """Rows written without Django's signals (bulk_create, COPY, a restore, another process
+    without Redis): a pair never looked up is found at once, one just found missing once its
+    entry has expired."""
+    refused(owner, "from-elsewhere")
+    Flow.objects.bulk_create([
+        Flow(owner=owner, slug=slug, name="Elsewhere", draft=unique_hello(),
+             draft_hash="sha256:" + "2" * 64) for slug in ("from-elsewhere", "bulk")])
     assert services.flow_of(owner, "bulk").slug == "bulk"
+    assert refused(owner, "from-elsewhere") == []  # the entry still stands
+    if REDIS:
+        from django_redis import get_redis_connection
 
+        key = caches["default"].make_key(lookup.missing_key(owner.pk, "from-elsewhere"))
+        get_redis_connection("default").delete(key)  # as Redis expires it
+    else:
+        from django.core.cache.backends import locmem
 
-@pytest.mark.skipif(REDIS, reason="the process's own filter is the whole filter without Redis")
-@pytest.mark.django_db
-def test_without_redis_a_flow_another_process_created_is_found_within_seconds(owner,
-                                                                             monkeypatch):
-    """`manage.py demo` or a second server wrote it: this process never saw it created."""
-    warmed_up(owner)
-    Flow.objects.bulk_create([Flow(owner=owner, slug="from-elsewhere", name="Elsewhere",
-                                   draft=unique_hello(), draft_hash="sha256:" + "2" * 64)])
-    with pytest.raises(ServiceError):  # just looked: not again before NEW_FLOWS_CHECK_S
-        services.flow_of(owner, "from-elsewhere")
-
-    monkeypatch.setattr(lookup, "NEW_FLOWS_CHECK_S", 0.0)  # the seconds have passed
-
+        later = time.time() + lookup.MISSING_TTL_S + 0.1  # as time passes for the cache
+        monkeypatch.setattr(locmem, "time", SimpleNamespace(time=lambda: later))
     assert services.flow_of(owner, "from-elsewhere").slug == "from-elsewhere"
 
 
-@pytest.mark.skipif(REDIS, reason="the process's own filter is the whole filter without Redis")
 @pytest.mark.django_db
-def test_without_redis_a_flood_of_unknown_slugs_reads_new_flows_at_most_once(owner,
-                                                                           monkeypatch):
-    factories.flow(owner)
-    warmed_up(owner)
-    monkeypatch.setattr(lookup, "NEW_FLOWS_CHECK_S", 3600.0)
-    lookup.flow_index._local(lookup._namespace()).new_checked_at = float("-inf")
-    with queries() as statements:
-        for slug in random_slugs(100):
-            with pytest.raises(ServiceError):
-                services.flow_of(owner, slug)
-    assert tables(statements) == ["flows_flow"]  # one read of the newest ids, then none
-
-
-@pytest.mark.django_db
-def test_the_runs_filter_by_an_unknown_flow_asks_nothing_about_flows(owner, api):
+def test_the_runs_filter_by_an_unknown_flow_asked_again_asks_nothing_about_flows(owner, api):
     factories.run(owner, factories.flow(owner))
-    warmed_up(owner)
+    slug = random_slug()
+    api.get(f"/api/runs/?flow={slug}")
     with queries() as statements:
-        response = api.get(f"/api/runs/?flow={random_slugs(1)[0]}")
+        response = api.get(f"/api/runs/?flow={slug}")
     assert response.status_code == 200 and response.json()["results"] == []
     assert "flows_flow" not in tables(statements)
     assert len(api.get("/api/runs/?flow=hello").json()["results"]) == 1
+
+
+@pytest.mark.django_db
+def test_the_runs_filter_finds_the_runs_of_a_deleted_flow(owner, api):
+    flow = factories.flow(owner, slug="old")
+    factories.run(owner, flow)
+    services.delete_flow(flow)
+    refused(owner, "old")  # remembered as deleted: still a flow for the runs filter
+    assert len(api.get("/api/runs/?flow=old").json()["results"]) == 1
 
 
 @pytest.mark.django_db
@@ -175,65 +198,8 @@ def test_with_redis_down_lookups_go_to_the_database_and_stay_right(owner, monkey
     factories.flow(owner, slug="there")
     monkeypatch.setattr(redis_breaker, "retry_s", 60)
     with override_settings(CACHES=DEAD_REDIS):
-        flow_index.clear_local()  # nothing known locally: every answer needs the filter
         assert services.flow_of(owner, "there").slug == "there"
-        with queries() as statements, pytest.raises(ServiceError):
-            services.flow_of(owner, "not-there")
-        assert tables(statements) == ["flows_flow"]  # no filter to trust: the database
+        for _ in range(2):
+            assert tables(refused(owner, "not-there")) == ["flows_flow"]  # nothing to trust
         created = services.create_flow(owner, unique_hello(), slug="while-down")
         assert services.flow_of(owner, "while-down").pk == created.pk
-
-
-@pytest.mark.skipif(not REDIS, reason="needs REDIS_URL")
-@pytest.mark.django_db
-def test_the_shared_filter_is_rebuilt_when_redis_lost_it(owner):
-    flow = factories.flow(owner, slug="kept")
-    cache = caches["default"]
-    client = redis_client(cache)
-    client.delete(flow_index._shared_key(cache, _namespace()))  # Redis restarted, say
-    flow_index.clear_local()
-    with pytest.raises(ServiceError):
-        services.flow_of(owner, "lost")  # builds the filter, and asks the database this once
-    with queries() as statements, pytest.raises(ServiceError):
-        services.flow_of(owner, "lost-too")
-    assert statements == []
-    assert services.flow_of(owner, "kept").pk == flow.pk
-
-
-@pytest.mark.skipif(not REDIS, reason="needs REDIS_URL")
-@pytest.mark.django_db
-def test_a_flow_created_while_redis_was_down_is_in_the_shared_filter_after(owner, monkeypatch):
-    warmed_up(owner)
-    monkeypatch.setattr(redis_breaker, "retry_s", 0.0)
-    with override_settings(CACHES=DEAD_REDIS):
-        services.create_flow(owner, unique_hello(), slug="made-while-down")
-    assert redis_breaker.down
-    # Redis answers again: the first call that reaches it sends the missed bits.
-    flow_index.clear_local()  # (as another process would: it never saw the flow)
-    assert services.flow_of(owner, "made-while-down").slug == "made-while-down"
-    assert not redis_breaker.down
-    flow_index.clear_local()
-    cache = caches["default"]
-    key = flow_index._shared_key(cache, _namespace())
-    bits = positions(owner.pk, "made-while-down")
-    assert all(redis_client(cache).getbit(key, bit) for bit in bits)
-
-
-def test_the_filter_has_no_false_negatives_and_few_false_positives():
-    bits = Bits()
-    pairs = [(owner, f"flow-{n}") for owner in range(50) for n in range(200)]
-    for owner, slug in pairs:
-        bits.add(positions(owner, slug))
-    assert all(bits.has(positions(owner, slug)) for owner, slug in pairs)
-    strangers = [(owner, f"other-{n}") for owner in range(50) for n in range(200)]
-    assert sum(bits.has(positions(o, s)) for o, s in strangers) == 0
-    assert all(0 < p < BLOOM_BITS for p in positions(1, "hello"))
-    merged = Bits()
-    merged.merge(bits)
-    assert merged.bytes == bits.bytes
-
-
-def _namespace() -> str:
-    from flows.lookup import _namespace as namespace
-
-    return namespace()
