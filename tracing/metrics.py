@@ -171,7 +171,7 @@ def _count(value: Any) -> int:
 
 
 def other_cache_counts(stats: Mapping[str, Any]) -> dict[str, int]:
-    """The cache's other counters (compiles, waits, Redis errors, Bloom filter answers…)."""
+    """The cache's other counters (compiles, single-flight waits, Redis errors, flows known absent…)."""
     return {str(key): value for key, value in stats.items()
             if isinstance(value, int) and not isinstance(value, bool)
             and str(key).rpartition(".")[2] not in OUTCOMES and not str(key).endswith(".size")}

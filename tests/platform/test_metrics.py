@@ -167,7 +167,7 @@ def cache_stats(monkeypatch):
     monkeypatch.setattr(metrics, "_cache_stats_source", lambda: {
         "plan.l1.hit": 7, "plan.l1.miss": 3, "plan.l2.hit": 2, "plan.l2.miss": 1,
         "plan.l3.hit": 1, "plan.l3.miss": 0, "plan.compile": 0, "redis.error": 0,
-        "versions.hit": 5, "versions.miss": 2, "flows.bloom.absent": 4, "plan.l1.size": 10,
+        "versions.hit": 5, "versions.miss": 2, "flows.absent": 4, "plan.l1.size": 10,
         "redis.available": True})
 
 
@@ -179,7 +179,7 @@ def test_cache_hits_and_misses_are_read_per_tier(cache_stats):
     text = metrics.metrics_text().decode()
     assert 'astron_cache_hits_total{tier="l1"} 7.0' in text
     assert 'astron_cache_misses_total{tier="l2"} 1.0' in text
-    assert 'astron_cache_events_total{name="flows.bloom.absent"} 4.0' in text
+    assert 'astron_cache_events_total{name="flows.absent"} 4.0' in text
     assert "astron_cache_l1_plans 10.0" in text
     assert "astron_cache_redis_available 1.0" in text
 
