@@ -88,11 +88,12 @@ class Checkpoint:
             checkpoint.elapsed_ms = snapshot_ms + _ms_between(snapshot_ts, last_ts)
         return checkpoint
 
-    def closing_events(self, run_id: str, status: str, message: str, ts: str) -> list[Event]:
+    def closing_events(self, run_id: str, status: str, message: str, ts: str,
+                       code: str = "cancelled") -> list[Event]:
         """The events that end a run no engine will continue (a child run its parent gave
-        up, a run ended from outside), as the engine would end it: every node execution it
-        started and never ended ends `cancelled`, then `run.finished` with the executing time
-        and the recovered count of its stored events."""
+        up, a run that kills its workers), as the engine would end it: every node execution
+        it started and never ended ends `cancelled`, then `run.finished` with `status`, an
+        error of `code`, and the executing time and recovered count of its stored events."""
         closing, seq = [], self.next_seq
         for node, execution in self.unfinished.items():
             error = {**run_error("cancelled", message), "node": node,
@@ -106,7 +107,7 @@ class Checkpoint:
         recovered = sum(result.status == "recovered" for result in self.finished.values())
         finished: ev.RunFinished = {
             "status": status, "outputs": None, "answer": None,
-            "error": run_error("cancelled", message), "elapsed_ms": round(self.elapsed_ms, 3),
+            "error": run_error(code, message), "elapsed_ms": round(self.elapsed_ms, 3),
             "recovered": recovered}
         closing.append(ev.envelope(seq, ev.RUN_FINISHED, ts, run_id, finished))
         return closing

@@ -19,6 +19,10 @@ class ServiceError(Exception):
         return error_body(self.code, self.message, self.details)
 
 
+class LeaseLost(Exception):
+    """A write by a worker that no longer holds the run's lease was refused (fencing)."""
+
+
 def error_body(code: str, message: str, details: list[Any] | None = None) -> dict[str, Any]:
     """The one shape of every refusal, over HTTP and the socket (docs/api.md, Errors)."""
     return {"error": {"code": code, "message": message, "details": details or []}}

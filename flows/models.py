@@ -122,6 +122,13 @@ class Run(models.Model):
     last_seq = models.PositiveIntegerField(default=0)
     lease_owner = models.CharField(max_length=100, blank=True, default="")
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # Bumped by every claim: a write that names an older token comes from a worker that lost
+    # the run, and is refused (fencing: flows/services/lifecycle.py).
+    lease_token = models.PositiveIntegerField(default=0)
+    # Executions in a row that never ended (their worker died): counted at each claim,
+    # cleared when the run pauses or finishes. A run that kills every worker that takes it
+    # fails with worker_lost after RUN_MAX_RECOVERIES of them.
+    unfinished_executions = models.PositiveSmallIntegerField(default=0)
     idempotency_key = models.CharField(max_length=200, null=True, blank=True)
     request_hash = models.CharField(max_length=64, blank=True, default="")
     parent_run = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE,

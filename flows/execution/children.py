@@ -18,11 +18,11 @@ class RunHost(Protocol):
 
     worker: str
 
-    def sink_for(self, row: Any, plan: Plan) -> EventSink: ...
+    def sink_for(self, row: Any, plan: Plan, lease: lifecycle.Lease) -> EventSink: ...
 
     def services_for(self, owner_id: Any, run_id: str) -> Services: ...
 
-    def live(self, run_id: str, engine_run: Run) -> AbstractContextManager[None]: ...
+    def live(self, lease: lifecycle.Lease, engine_run: Run) -> AbstractContextManager[None]: ...
 
 
 class PlatformFlowRunner:
@@ -36,19 +36,21 @@ class PlatformFlowRunner:
     async def run_child(self, request: ChildRunRequest) -> dict[str, Any]:
         row, plan = await db(self._start_child, request)
         run_id = str(row.pk)
+        lease = lifecycle.Lease(row.pk, self.executor.worker, row.lease_token)
         child = Run(plan, row.inputs, run_id=run_id, flow=request.flow,
                     version=row.version_number, depth=request.depth,
                     lineage=(*request.lineage, request.flow),
-                    sink=self.executor.sink_for(row, plan),
+                    sink=self.executor.sink_for(row, plan, lease),
                     services=self.executor.services_for(self.owner_id, run_id))
         # Live here like a top-level run: a cancel of the child itself (the API, its page)
         # reaches it, not only one of its parent.
-        with self.executor.live(run_id, child):
+        with self.executor.live(lease, child):
             result = await run_cancelling_with_parent(child)
         if result.status == "waiting":
             await db(lifecycle.terminate, row.pk, "cancelled",
                      "the child run asked a question: a subflow cannot wait")
-        await db(lifecycle.release, run_id, self.executor.worker)
+        else:
+            await db(lifecycle.release, lease)
         return child_outputs(result, request.flow, run_id)
 
     def _start_child(self, request: ChildRunRequest) -> tuple[Any, Any]:

@@ -14,6 +14,7 @@ import contextvars
 import logging
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -23,6 +24,7 @@ from django.utils import timezone
 from engine import Checkpoint, Plan, Run
 from engine.ports import Services
 from engine.questions import Answer, AnswerRefused
+from flows.errors import LeaseLost
 from flows.execution.children import PlatformFlowRunner
 from flows.execution.database import db
 from flows.execution.sink import DatabaseSink
@@ -36,6 +38,17 @@ from tracing.runs import ObservedSink, observed
 logger = logging.getLogger(__name__)
 
 MAINTENANCE_INTERVAL_S = 5.0
+RENEW_RETRY_S = 1.0  # after a failed renewal
+
+
+@dataclass(slots=True)
+class LiveRun:
+    """A run executing here: what renewals and requests reach."""
+
+    engine_run: Run
+    lease: lifecycle.Lease
+    serial: int  # the answer_serial of the answers applied so far
+    task: asyncio.Task[Any] | None  # the task executing it: cancelled to stop it here
 
 
 class Executor:
@@ -44,7 +57,7 @@ class Executor:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._guard = threading.Lock()
-        self._live: dict[str, tuple[Run, int]] = {}  # run id → (engine run, answers serial)
+        self._live: dict[str, LiveRun] = {}
         self._settled: dict[str, threading.Event] = {}
         self._background: set[asyncio.Task[Any]] = set()  # referenced until done
         # Serving processes look after every run (recovery, deadlines); a command that runs
@@ -136,13 +149,15 @@ class Executor:
     async def attend(self, run_id: str) -> None:
         live = self._live.get(run_id)
         if live is not None:
-            row = await db(lifecycle.renew, run_id, self.worker)
+            row = await db(lifecycle.renew, live.lease)
             if row is not None:
-                await self._apply_requests(run_id, row)
+                await self._apply_requests(live, row)
             return
         try:
             while await self._execute(run_id):
                 pass
+        except LeaseLost as lost:
+            logger.warning("%s: another worker continues it", lost)
         except Exception:
             logger.exception("executing run %s failed", run_id)
 
@@ -158,86 +173,123 @@ class Executor:
             await db(lifecycle.terminate, row.pk, "cancelled",
                      "the parent run was interrupted and starts a new child run")
             return False
+        if lifecycle.kills_its_workers(row):
+            logger.warning("run %s killed its worker %d times in a row: failing it",
+                           run_id, row.unfinished_executions - 1)
+            await db(lifecycle.give_up, row)
+            return False
+        lease = lifecycle.Lease(row.pk, self.worker, row.lease_token)
         plan, stored = await db(_plan_and_events, row)
         resume = Checkpoint.from_events(stored) if stored else None
         answers = [Answer(a["node"], a.get("answer"), a.get("option"), a.get("by"))
                    for a in row.pending_answers
                    if resume is not None and a["node"] in resume.questions]
-        sink = self.sink_for(row, plan)
+        sink = self.sink_for(row, plan, lease)
         engine_run = Run(plan, row.inputs, run_id=run_id, sink=sink,
                          flow=row.flow.slug, version=row.version_label,
                          services=self.services_for(row.owner_id, run_id), resume=resume,
                          answers=answers, depth=row.depth)
         if row.cancel_requested:
             engine_run.cancel()
-        with self.live(run_id, engine_run, row.answer_serial), sink.executing():
+        with self.live(lease, engine_run, row.answer_serial), sink.executing():
             result = await engine_run.execute()  # the run's span is current meanwhile
         again = False
         if result.status == "waiting":
-            again = await db(lifecycle.pause, run_id, self.worker, result, row.answer_serial)
-        else:
-            await db(lifecycle.release, run_id, self.worker, pending_answers=[])
+            again = await db(lifecycle.pause, lease, result, row.answer_serial)
+        elif not await db(lifecycle.release, lease, pending_answers=[]):
+            raise LeaseLost(f"run {run_id}: the lease was lost as the run finished")
         event = self._settled.get(run_id)
         if event is not None and not again:
             event.set()
         return again
 
     @contextlib.contextmanager
-    def live(self, run_id: str, engine_run: Run, serial: int = 0) -> Iterator[None]:
+    def live(self, lease: lifecycle.Lease, engine_run: Run, serial: int = 0) -> Iterator[None]:
         """While the block executes the run here: its lease is renewed, and cancels and
         answers that reach this process (`submit`, or seen on renewal) are applied to it."""
-        self._live[run_id] = (engine_run, serial)
-        keeper = self.keep_lease(run_id, engine_run)
+        live = LiveRun(engine_run, lease, serial, asyncio.current_task())
+        run_id = str(lease.run_id)
+        self._live[run_id] = live
+        keeper = asyncio.get_running_loop().create_task(self.keep_lease(live))
         try:
             yield
         finally:
             keeper.cancel()
             self._live.pop(run_id, None)
 
-    def keep_lease(self, run_id: str, engine_run: Run) -> asyncio.Task[None]:
-        """Renew the run's lease while it executes; apply answers and cancels on the way."""
-        task = asyncio.current_task()
-
-        async def renew() -> None:
-            interval = lifecycle.lease_seconds() / 3
-            while True:
-                await asyncio.sleep(interval)
-                row = await db(lifecycle.renew, run_id, self.worker)
-                if row is None:
-                    logger.warning("lost the lease of run %s: stopping here", run_id)
-                    if task is not None:
-                        task.cancel()  # an interruption: whoever holds the lease continues
-                    return
-                await self._apply_requests(run_id, row)
-
-        return asyncio.get_running_loop().create_task(renew())
-
-    async def _apply_requests(self, run_id: str, row: RunRow) -> None:
+    def stop_here(self, run_id: str) -> None:
+        """Stop executing a run in this process at once, writing nothing more (its lease is
+        lost or about to be): an interruption, which whoever holds the lease continues."""
         live = self._live.get(run_id)
-        if live is None:
-            return
-        engine_run, serial = live
+        if live is not None and live.task is not None:
+            live.task.cancel()
+
+    async def keep_lease(self, live: LiveRun) -> None:
+        """Renew the run's lease while it executes, and apply the answers and cancel that come
+        with each renewal. A renewal that fails (a dropped connection, no pooled connection
+        free) is tried again every RENEW_RETRY_S; when none has succeeded for the lease's
+        length less a margin, this worker stops the run itself (self-fencing) before another
+        may claim it. A renewal refused because another worker took the run stops it too."""
+        loop = asyncio.get_running_loop()
+        lease_s = lifecycle.lease_seconds()
+        interval = lease_s / 3
+        held_until = loop.time() + lease_s  # the claim was made before this moment
+        failures = 0
+        while True:
+            await asyncio.sleep(interval if not failures else min(RENEW_RETRY_S, interval))
+            sent = loop.time()
+            fence = held_until - interval / 2  # stop by then: the lease ends at held_until
+            try:
+                # A renewal may wait (for the database thread, a pooled connection) as long
+                # as the lease allows, and no longer.
+                row = await asyncio.wait_for(db(lifecycle.renew, live.lease),
+                                             max(fence - sent, 0.001))
+            except Exception as error:  # any failure is tried again until the fence
+                failures += 1
+                if failures == 1 or failures % 10 == 0:
+                    logger.warning("renewing the lease of run %s failed (%d in a row): %r",
+                                   live.lease.run_id, failures, error)
+                if loop.time() >= fence:
+                    logger.warning("run %s: no renewal within its lease; stopping it here",
+                                   live.lease.run_id)
+                    self.stop_here(str(live.lease.run_id))
+                    return
+                continue
+            if row is None:
+                logger.warning("lost the lease of run %s: stopping here", live.lease.run_id)
+                self.stop_here(str(live.lease.run_id))
+                return
+            failures = 0
+            held_until = sent + lease_s
+            await self._apply_requests(live, row)
+
+    async def _apply_requests(self, live: LiveRun, row: RunRow) -> None:
+        engine_run = live.engine_run
         if row.cancel_requested:
             engine_run.cancel()
         # A run that is stopping (pausing or finishing) keeps its answers on the row for
         # whoever claims it next.
-        if row.pending_answers and row.answer_serial != serial and engine_run.accepting_answers:
+        if row.pending_answers and row.answer_serial != live.serial and \
+                engine_run.accepting_answers:
             for answer in row.pending_answers:
                 try:
                     engine_run.answer(answer["node"], answer.get("answer"), answer.get("option"),
                                       answer.get("by"))
                 except AnswerRefused:
-                    logger.info("run %s: answer for %s no longer applies", run_id,
+                    logger.info("run %s: answer for %s no longer applies", live.lease.run_id,
                                 answer["node"])
-            await db(lifecycle.take_answers, run_id, self.worker, row.answer_serial)
-            self._live[run_id] = (engine_run, row.answer_serial)
+            await db(lifecycle.take_answers, live.lease, row.answer_serial)
+            live.serial = row.answer_serial
 
     # -- what runs are given --------------------------------------------------------------------
 
-    def sink_for(self, row: RunRow, plan: Plan) -> ObservedSink:
-        """The database sink, seen on the way by metrics and (when on) tracing."""
+    def sink_for(self, row: RunRow, plan: Plan, lease: lifecycle.Lease) -> ObservedSink:
+        """The database sink, fenced by the run's lease, seen on the way by metrics and
+        (when on) tracing."""
         node_types = {node.id: node.type for node in plan.graph.nodes}
-        return observed(DatabaseSink(str(row.pk), node_types), str(row.pk), node_types,
+        run_id = str(row.pk)
+        sink = DatabaseSink(run_id, node_types, lease, on_lost=lambda: self.stop_here(run_id))
+        return observed(sink, run_id, node_types,
                         flow=row.flow.slug, version=row.version_label,
                         trace_parent=row.trace_parent)
 

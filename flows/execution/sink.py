@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 
+from flows.errors import LeaseLost
 from flows.services.history import store_events
 from tracing import metrics
 
@@ -33,9 +35,17 @@ def run_group(run_id: Any) -> str:
 
 
 class DatabaseSink:
-    def __init__(self, run_id: str, node_types: dict[str, str]):
+    """`lease` fences every batch (flows/services/lifecycle.py); when a batch is refused
+    because another worker claimed the run, `on_lost` is called once and nothing more is
+    stored or published from here."""
+
+    def __init__(self, run_id: str, node_types: dict[str, str], lease: Any = None,
+                 on_lost: Callable[[], None] | None = None):
         self.run_id = run_id
         self.node_types = node_types
+        self.lease = lease
+        self.on_lost = on_lost
+        self.lost = False
         self._buffer: list[dict[str, Any]] = []
         self._wakeup = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
@@ -43,6 +53,8 @@ class DatabaseSink:
         self._last_flush = float("-inf")  # loop time the last batch started
 
     def emit(self, event: dict[str, Any]) -> None:
+        if self.lost:
+            return
         self._buffer.append(event)
         if self._flusher is None:
             self._flusher = asyncio.get_running_loop().create_task(self._flush_soon())
@@ -53,7 +65,10 @@ class DatabaseSink:
         if flusher is not None:
             await asyncio.shield(flusher)
         while self._buffer:
-            await self._flush()
+            try:
+                await self._flush()
+            except LeaseLost as error:
+                self._lose(error)
         if self._failure is not None:
             failure, self._failure = self._failure, None
             raise failure
@@ -67,17 +82,27 @@ class DatabaseSink:
                     await asyncio.sleep(max(self._last_flush + FLUSH_DELAY_S - loop.time(), 0))
                 self._last_flush = loop.time()
                 await self._flush()
+        except LeaseLost as error:
+            self._lose(error)
         except Exception as error:  # kept for drain(): the run must learn its events are lost
             logger.exception("storing events of run %s failed", self.run_id)
             self._failure = error
         finally:
             self._flusher = None
 
+    def _lose(self, error: LeaseLost) -> None:
+        logger.warning("%s: stopping it here", error)
+        self.lost = True
+        self._buffer.clear()
+        self._failure = error
+        if self.on_lost is not None:
+            self.on_lost()
+
     async def _flush(self) -> None:
         # At most FLUSH_SIZE at a time: a burst (an llm node streaming a long text at once)
         # reaches its watchers while the rest is stored, in messages of bounded size.
         batch, self._buffer = self._buffer[:FLUSH_SIZE], self._buffer[FLUSH_SIZE:]
-        await sync_to_async(store_events)(self.run_id, batch, self.node_types)
+        await sync_to_async(store_events)(self.run_id, batch, self.node_types, self.lease)
         metrics.events_delivered(len(batch), await publish(self.run_id, batch))
 
 

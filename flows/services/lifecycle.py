@@ -18,19 +18,35 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from engine import Plan, RunResult
 from engine.checkpoint import Checkpoint
-from flows.errors import ServiceError
+from flows.errors import LeaseLost, ServiceError
 from flows.models import Flow, Run
 from flows.services.history import parse_ts, store_events, stored_events
 from flows.services.snapshots import Snapshot, resolve
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """The right of one worker to execute a run and write its state, from one claim. Every
+    write of the run names it; once another claim has moved the token on, it is refused."""
+
+    run_id: Any
+    worker: str
+    token: int
+
+    def rows(self) -> Any:
+        """The run's row, only while this lease holds it."""
+        return Run.objects.filter(pk=self.run_id, lease_owner=self.worker,
+                                  lease_token=self.token)
 
 
 def new_worker_id() -> str:
@@ -75,7 +91,7 @@ def start_child(owner_id: Any, parent_run_id: Any, node: str, depth: int, slug: 
     applied = snapshot.plan.apply_inputs(inputs)
     row = create(flow, snapshot, applied, owner_id=owner_id, status=Run.Status.RUNNING,
                  parent_run_id=parent_run_id, parent_node=node, depth=depth,
-                 lease_owner=worker, lease_expires_at=lease_until())
+                 lease_owner=worker, lease_expires_at=lease_until(), lease_token=1)
     return row, snapshot.plan
 
 
@@ -99,9 +115,10 @@ def claim(run_id: Any, worker: str) -> Run | None:
     status = Run.Status.RUNNING if run.status == Run.Status.WAITING else run.status
     taken = Run.objects.filter(
         pk=run.pk, status=run.status, lease_owner=run.lease_owner,
-        lease_expires_at=run.lease_expires_at,
+        lease_expires_at=run.lease_expires_at, lease_token=run.lease_token,
     ).update(lease_owner=worker, lease_expires_at=now + timedelta(seconds=lease_seconds()),
-             wake_at=None, status=status,
+             lease_token=F("lease_token") + 1, wake_at=None, status=status,
+             unfinished_executions=F("unfinished_executions") + 1,
              resumed_after_crash=run.resumed_after_crash + (run.status == Run.Status.RUNNING))
     if not taken:
         return None
@@ -110,53 +127,70 @@ def claim(run_id: Any, worker: str) -> Run | None:
     return Run.objects.select_related("document", "flow").get(pk=run.pk)
 
 
-def renew(run_id: Any, worker: str) -> Run | None:
+def renew(lease: Lease) -> Run | None:
     """Extend our lease; None when it was lost (someone took the run over). The row comes
     with the requests that may have arrived: answers and a cancel."""
-    renewed = Run.objects.filter(pk=run_id, lease_owner=worker).update(
-        lease_expires_at=lease_until())
-    if not renewed:
+    if not lease.rows().update(lease_expires_at=lease_until()):
         return None
-    return Run.objects.only("pending_answers", "answer_serial", "cancel_requested").get(pk=run_id)
+    return Run.objects.only("pending_answers", "answer_serial", "cancel_requested").get(
+        pk=lease.run_id)
 
 
-def take_answers(run_id: Any, worker: str, serial: int) -> bool:
+def take_answers(lease: Lease, serial: int) -> bool:
     """Remove the answers we read from the row, unless another arrived since (its serial)."""
-    return bool(Run.objects.filter(pk=run_id, lease_owner=worker, answer_serial=serial)
-                .update(pending_answers=[]))
+    return bool(lease.rows().filter(answer_serial=serial).update(pending_answers=[]))
 
 
-def pause(run_id: Any, worker: str, result: RunResult, serial: int) -> bool:
+def pause(lease: Lease, result: RunResult, serial: int) -> bool:
     """Record that a run waits for answers, with the executing time and recovered nodes so
     far (a waiting run shows them), and give up its lease; True when an answer or a cancel
     came meanwhile, so the run should be claimed again at once."""
     deadlines = [q["timeout_at"] for q in result.waiting if q.get("timeout_at")]
     wake_at = min(parse_ts(deadline) for deadline in deadlines) if deadlines else None
     # The answers this execution started with are applied now (stored as run.resumed).
-    Run.objects.filter(pk=run_id, lease_owner=worker, answer_serial=serial).update(
-        pending_answers=[])
-    release(run_id, worker, status=Run.Status.WAITING, waiting=result.waiting,
-            wake_at=wake_at, elapsed_ms=result.elapsed_ms, recovered=result.recovered)
-    row = Run.objects.only("answer_serial", "cancel_requested").get(pk=run_id)
+    lease.rows().filter(answer_serial=serial).update(pending_answers=[])
+    if not release(lease, status=Run.Status.WAITING, waiting=result.waiting, wake_at=wake_at,
+                   elapsed_ms=result.elapsed_ms, recovered=result.recovered):
+        raise LeaseLost(f"run {lease.run_id}: the lease was lost before the run paused")
+    row = Run.objects.only("answer_serial", "cancel_requested").get(pk=lease.run_id)
     if row.answer_serial != serial or row.cancel_requested:
-        Run.objects.filter(pk=run_id).update(wake_at=timezone.now())
+        Run.objects.filter(pk=lease.run_id).update(wake_at=timezone.now())
         return True
     return False
 
 
-def release(run_id: Any, worker: str, **changes: Any) -> bool:
-    """Give up our lease (the run finished, paused or is left to another worker)."""
-    return bool(Run.objects.filter(pk=run_id, lease_owner=worker).update(
-        lease_owner="", lease_expires_at=None, **changes))
+def release(lease: Lease, **changes: Any) -> bool:
+    """Give up our lease (the run finished, paused or is left to another worker); False
+    when it was no longer ours."""
+    return bool(lease.rows().update(lease_owner="", lease_expires_at=None,
+                                    unfinished_executions=0, **changes))
 
 
-def terminate(run_id: Any, status: str, message: str) -> None:
-    """End a run that no engine will continue (a child its parent gave up) with the closing
-    events the engine makes for it, and free its lease."""
+def terminate(run_id: Any, status: str, message: str, code: str = "cancelled") -> None:
+    """End a run that no engine will continue (a child its parent gave up, a run that kills
+    its workers) with the closing events the engine makes for it, and free its lease."""
     checkpoint = Checkpoint.from_events(stored_events(run_id))
     ts = timezone.now().isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    store_events(run_id, checkpoint.closing_events(str(run_id), status, message, ts))
-    Run.objects.filter(pk=run_id).update(lease_owner="", lease_expires_at=None)
+    store_events(run_id, checkpoint.closing_events(str(run_id), status, message, ts, code))
+    Run.objects.filter(pk=run_id).update(lease_owner="", lease_expires_at=None,
+                                         unfinished_executions=0)
+
+
+def max_recoveries() -> int:
+    return int(getattr(settings, "RUN_MAX_RECOVERIES", 3))
+
+
+def kills_its_workers(row: Run) -> bool:
+    """Whether a run just claimed is one whose last RUN_MAX_RECOVERIES executions all died
+    with their worker (the claim counted this one too)."""
+    return row.unfinished_executions > max_recoveries()
+
+
+def give_up(row: Run) -> None:
+    """Fail a run that killed its worker RUN_MAX_RECOVERIES times in a row (worker_lost)."""
+    died = row.unfinished_executions - 1
+    terminate(row.pk, "failed", f"the run's worker died while executing it {died} times in a "
+              "row; it is not taken up again", code="worker_lost")
 
 
 # -- finding work -----------------------------------------------------------------------------

@@ -109,8 +109,55 @@ def test_a_live_lease_is_not_taken_over():
         flow.draft), inputs={})
     from flows.services import lifecycle
 
-    assert lifecycle.claim(run.pk, "worker-a") is not None
+    claimed = lifecycle.claim(run.pk, "worker-a")
+    assert claimed is not None
     assert lifecycle.claim(run.pk, "worker-b") is None
-    assert lifecycle.renew(run.pk, "worker-b") is None
-    assert lifecycle.renew(run.pk, "worker-a") is not None
+    assert lifecycle.renew(lifecycle.Lease(run.pk, "worker-b", claimed.lease_token)) is None
+    assert lifecycle.renew(lifecycle.Lease(run.pk, "worker-a", claimed.lease_token)) is not None
 
+
+
+def test_a_run_that_kills_every_worker_fails_with_worker_lost(settings):
+    """A crash loop ends: after RUN_MAX_RECOVERIES executions in a row that died with their
+    worker, the run fails instead of being taken up again (and killing the next one)."""
+    settings.RUN_MAX_RECOVERIES = 2
+    owner = User.objects.create_user("poison")
+    flow = services.create_flow(owner, slow_flow())
+    run = Run.objects.create(owner=owner, flow=flow, document=services.documents.store_document(
+        flow.draft), inputs={})
+    environment = environment_for_another_process(RUN_LEASE_S="1")
+    for execution in (1, 2):  # each worker dies (SIGKILL) while executing the run
+        worker = subprocess.Popen([sys.executable, "-c", WORKER, str(run.pk)], cwd=ROOT,
+                                  env=environment, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        try:
+            wait_for(lambda n=execution: started(run, "pause") == n, 30)
+        finally:
+            worker.send_signal(signal.SIGKILL)
+            worker.wait(10)
+        wait_for(lambda: Run.objects.get(pk=run.pk).lease_expires_at.timestamp() < time.time(),
+                 5)
+
+    assert executor.recover_now(10) == 1
+    executor.wait(run.pk, 10)
+
+    run.refresh_from_db()
+    assert run.status == "failed"
+    assert run.error["code"] == "worker_lost"
+    assert "2 times in a row" in run.error["message"]
+    assert started(run, "pause") == 2  # not executed a third time
+    finished = RunEvent.objects.filter(run=run, type="node.finished", data__node="pause").get()
+    assert finished.data["status"] == "cancelled"  # the execution cut off ends, like any
+    assert run.lease_owner == "" and run.unfinished_executions == 0
+
+
+def test_an_execution_that_ends_clears_the_count_of_deaths(settings):
+    owner = User.objects.create_user("steady")
+    flow = services.create_flow(owner, {**slow_flow(), "nodes": [
+        n if n["id"] != "pause" else {**n, "params": {"seconds": 0}} for n in slow_flow()["nodes"]]})
+    run = Run.objects.create(owner=owner, flow=flow, document=services.documents.store_document(
+        flow.draft), inputs={}, unfinished_executions=1)  # its last worker died
+    executor.submit(run.pk)
+    executor.wait(run.pk, 10)
+    run.refresh_from_db()
+    assert run.status == "succeeded" and run.unfinished_executions == 0
