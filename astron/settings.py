@@ -249,6 +249,9 @@ RUN_LEASE_S = env_number("RUN_LEASE_S", 30, minimum=1, maximum=3600)
 # A run whose worker died this many times in a row while executing it fails (worker_lost)
 # instead of being taken up again: it would crash every worker after it.
 RUN_MAX_RECOVERIES = env_int("RUN_MAX_RECOVERIES", 3, minimum=1, maximum=1000)
+# The largest value a node may render or produce, as JSON (docs/dsl.md §3 rule 7).
+RUN_VALUE_MAX_BYTES = env_int("RUN_VALUE_MAX_BYTES", 4 * 1024 * 1024, minimum=1024,
+                              maximum=1024 * 1024 * 1024)
 API_RATE = env_rate("API_RATE", "1200/minute")
 HTTP_ALLOW_HOSTS = http_allow_hosts("HTTP_ALLOW_HOSTS", env_list("HTTP_ALLOW_HOSTS"))
 CODE_WORKERS = env_int("CODE_WORKERS", 2, minimum=0, maximum=64)

@@ -12,7 +12,7 @@ from typing import Any
 
 from engine.errors import NodeError
 from engine.references import Path
-from engine.values import render_text, type_name_of
+from engine.values import DEFAULT_VALUE_MAX_BYTES, render_text, too_large, type_name_of
 
 
 class Scope:
@@ -22,15 +22,18 @@ class Scope:
     has a `parent` (the graph around the iteration node) and its own `item`/`index`.
     """
 
-    __slots__ = ("index", "item", "outputs", "parent", "sys")
+    __slots__ = ("index", "item", "max_bytes", "outputs", "parent", "sys")
 
     def __init__(self, outputs: dict[str, Any], sys: dict[str, Any], parent: Scope | None = None,
-                 item: Any = None, index: int | None = None):
+                 item: Any = None, index: int | None = None,
+                 max_bytes: int = DEFAULT_VALUE_MAX_BYTES):
         self.outputs = outputs
         self.sys = sys
         self.parent = parent
         self.item = item
         self.index = index
+        # The largest value a node may render or produce (docs/dsl.md §3 rule 7).
+        self.max_bytes = parent.max_bytes if parent is not None else max_bytes
 
 
 class Expression:
@@ -110,12 +113,18 @@ class Text(Expression):
 
     def resolve(self, scope: Scope, inputs: dict[str, Any] | None = None) -> str:
         pieces = []
+        size, limit = 0, scope.max_bytes
         for part in self.parts:
             if part.__class__ is str:
-                pieces.append(part)
+                piece = part
             else:
                 value = part.resolve(scope, inputs)
-                pieces.append(value if value.__class__ is str else render_text(value))
+                piece = value if value.__class__ is str else render_text(value)
+            # Checked while rendering: an expansion stops at the limit instead of being built.
+            size += len(piece)
+            if size > limit:
+                raise too_large(limit, "the rendered text")
+            pieces.append(piece)
         return "".join(pieces)
 
     def to_data(self) -> list[Any]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from engine.clock import SYSTEM_CLOCK, Clock
+from engine.values import DEFAULT_VALUE_MAX_BYTES
 
 
 class EventSink(Protocol):
@@ -145,3 +146,4 @@ class Services:
     http: HttpClient | None = None
     flows: FlowRunner | None = None
     clock: Clock = SYSTEM_CLOCK  # engine/clock.py: tests pass a virtual one
+    value_max_bytes: int = DEFAULT_VALUE_MAX_BYTES  # the largest value a node may make

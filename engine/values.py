@@ -6,7 +6,45 @@ import json
 import math
 from typing import Any
 
+from engine.errors import NodeError
+
 TYPE_NAMES = ("string", "integer", "number", "boolean", "object", "array", "any")
+
+
+DEFAULT_VALUE_MAX_BYTES = 4 * 1024 * 1024  # docs/dsl.md §3: a value a node makes, as JSON
+MAX_ITEMS = 100_000  # the most items an iteration takes
+
+
+def too_large(limit: int, what: str = "the value") -> NodeError:
+    return NodeError("too_large", f"{what} would be larger than {limit:,} bytes as JSON "
+                                  "(RUN_VALUE_MAX_BYTES)")
+
+
+def json_size_over(value: Any, limit: int) -> bool:
+    """Whether `value` as compact JSON is longer than `limit`, walking it only as far as
+    needed: a 4 MiB limit is decided without building the text. Text counts by characters
+    (a lower bound of its UTF-8 bytes), so the check never refuses a value within the limit."""
+    budget = limit
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            budget -= len(item) + 2
+        elif isinstance(item, dict):
+            budget -= 1 + max(len(item), 1)  # braces and commas
+            for key, inner in item.items():
+                budget -= len(key) + 3  # quotes and colon
+                stack.append(inner)
+        elif isinstance(item, list | tuple):
+            budget -= 1 + max(len(item), 1)  # brackets and commas
+            stack.extend(item)
+        elif item is None or item is True:
+            budget -= 4
+        else:
+            budget -= 5 if item is False else len(repr(item))
+        if budget < 0:
+            return True
+    return False
 
 
 def render_text(value: Any) -> str:

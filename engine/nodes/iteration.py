@@ -12,7 +12,7 @@ from typing import Any
 from engine.errors import NodeError
 from engine.nodes.base import NodeCall
 from engine.nodes.specs_io import IterationSpec
-from engine.values import type_name_of
+from engine.values import MAX_ITEMS, type_name_of
 
 _DROPPED = object()
 
@@ -26,6 +26,9 @@ class IterationNode(IterationSpec):
                             f"items must resolve to an array, not {type_name_of(items)}")
         if not items:
             return {"results": []}
+        if len(items) > MAX_ITEMS:
+            raise NodeError("too_large", f"an iteration takes at most {MAX_ITEMS:,} items, "
+                                         f"not {len(items):,}")
         mode = params.get("on_item_error", "fail")
         results: list[Any] = [None] * len(items)
         cursor = iter(range(len(items)))

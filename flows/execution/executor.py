@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import connections
 from django.utils import timezone
 
@@ -297,6 +298,7 @@ class Executor:
         world = shared_world()
         return Services(llm_providers=world.llm_providers, sandbox=world.sandbox,
                         code_limits=world.code_limits, http=world.http,
+                        value_max_bytes=settings.RUN_VALUE_MAX_BYTES,
                         flows=PlatformFlowRunner(self, owner_id, run_id))
 
     # -- maintenance ----------------------------------------------------------------------------

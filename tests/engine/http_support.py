@@ -3,6 +3,8 @@ fixtures in conftest.py."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from engine.ports import Services
 from engine.testing import run_document
 
@@ -35,12 +37,14 @@ def http_flow(params, *, retry=None, start_inputs=None, node_inputs=None, on_err
     }
 
 
-async def run_http(http_client, params, inputs=None, **kw):
+async def run_http(http_client, params, inputs=None, value_max_bytes=None, **kw):
     start_inputs = kw.pop("start_inputs", None)
     if start_inputs is None and inputs:
         start_inputs = {name: "any" for name in inputs}
     doc = http_flow(params, start_inputs=start_inputs, **kw)
     services = Services(http=http_client) if http_client is not None else None
+    if value_max_bytes is not None:
+        services = replace(services or Services(), value_max_bytes=value_max_bytes)
     result, events = await run_document(doc, inputs or {}, services=services, run_id=KEY_RUN)
     return result, events
 

@@ -280,10 +280,19 @@ async def test_oversize_is_too_large_and_not_retried(server, client, path):
 
 
 async def test_exactly_ten_mib_is_accepted(server, client):
+    """The response cap is 10 MiB; a node's outputs obey RUN_VALUE_MAX_BYTES as well, set
+    above it here."""
     result, _ = await run_http(client, {"url": server.url("/big?n=10485760&chunked=1"),
-                                        "expect": "text"})
+                                        "expect": "text"}, value_max_bytes=16 * 1024 * 1024)
     assert result.status == "succeeded", result.error
     assert len(result.outputs["body"]) == 10 * 1024 * 1024
+
+
+async def test_a_body_over_the_value_limit_fails_too_large(server, client):
+    result, _ = await run_http(client, {"url": server.url("/big?n=5242880&chunked=1"),
+                                        "expect": "text"})  # 5 MiB: over the default 4 MiB
+    assert error_of(result)["code"] == "too_large"
+    assert "RUN_VALUE_MAX_BYTES" in error_of(result)["message"]
 
 
 async def test_smaller_cap_is_configurable(server):

@@ -1,0 +1,82 @@
+"""Sizes are bounded (docs/dsl.md §3 rule 7): a value a node renders or produces is at most
+RUN_VALUE_MAX_BYTES as JSON, checked while rendering; an iteration takes at most 100,000
+items. A flow cannot make the process build a value of unbounded size."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import pytest
+
+from engine.ports import Services
+from engine.values import DEFAULT_VALUE_MAX_BYTES, MAX_ITEMS, json_size_over
+
+from .runflows import body, chain, end, finished, flow, iteration, node, run, start, template
+
+pytestmark = pytest.mark.virtual_time
+
+
+def doubling_flow(steps: int) -> dict:
+    """Each template renders its predecessor's text twice: 2^steps times the input."""
+    ids = [f"t{i}" for i in range(1, steps + 1)]
+    nodes = [start({"s": "string"}), template("t1", "{{start.s}}{{start.s}}")]
+    nodes += [template(f"t{i}", f"{{{{t{i - 1}.text}}}}{{{{t{i - 1}.text}}}}")
+              for i in range(2, steps + 1)]
+    nodes.append(end({"n": "{{" + ids[-1] + ".text}}"}))
+    return flow(nodes, chain("start", *ids, "end"))
+
+
+async def test_a_doubling_template_fails_too_large_at_the_node_that_crosses_the_limit():
+    tracemalloc.start()
+    result, events = await run(doubling_flow(40), {"s": "x" * 64})
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+
+    # 64 · 2^16 = 4 MiB is the last text within the limit; t17 would be 8 MiB.
+    assert result.status == "failed"
+    assert result.error["code"] == "too_large" and result.error["node"] == "t17"
+    assert finished(events, "t16")["data"]["status"] == "succeeded"
+    assert len(result.nodes["t16"].outputs["text"]) == DEFAULT_VALUE_MAX_BYTES
+    assert "t18" not in result.nodes  # nothing after it ran
+    assert peak < 40 * 1024 * 1024  # a few copies of 4 MiB, not 2^40 · 64 bytes
+
+
+async def test_on_error_default_handles_too_large_like_any_node_error():
+    doc = doubling_flow(3)
+    doc["nodes"][3]["on_error"] = "default"
+    doc["nodes"][3]["default"] = {"text": "too big"}
+    result, _ = await run(doc, {"s": "abcd"}, services=Services(value_max_bytes=20))
+
+    assert result.status == "succeeded"
+    assert result.outputs == {"n": "too big"}
+    assert result.nodes["t3"].status == "recovered"
+    assert result.nodes["t3"].error["code"] == "too_large"
+
+
+async def test_the_limit_comes_from_the_services():
+    result, _ = await run(doubling_flow(3), {"s": "abcd"}, services=Services(value_max_bytes=16))
+    # t1 renders 8 characters, t2 16 (the limit: allowed), t3 would render 32.
+    assert result.error["code"] == "too_large" and result.error["node"] == "t3"
+
+
+async def test_an_iteration_over_too_many_items_fails_before_any_item_starts():
+    graph = body([node("bstart", "start"), end({"v": "{{item}}"})], chain("bstart", "end"))
+    doc = flow([start({"items": "array"}), iteration("each", "{{start.items}}", graph),
+                end({"r": "{{each.results}}"})], chain("start", "each", "end"))
+
+    result, events = await run(doc, {"items": list(range(MAX_ITEMS + 1))})
+
+    assert result.error["code"] == "too_large" and result.error["node"] == "each"
+    assert not [e for e in events if e["scope"] == "each"]  # no item started
+
+
+@pytest.mark.parametrize(("value", "limit", "over"), [
+    ("abc", 5, False), ("abcd", 5, True), ({"a": [1, 2]}, 11, False), ({"a": [1, 2]}, 10, True),
+    ([None, True, False], 17, False), ([None, True, False], 16, True), ([[[]]] * 3, 16, False),
+    ([[[]]] * 3, 15, True), ({}, 2, False), ([], 1, True), (1.5, 3, False),
+])
+def test_json_size_matches_compact_json(value, limit, over):
+    import json
+
+    assert (len(json.dumps(value, separators=(",", ":"))) > limit) is over  # the case is right
+    assert json_size_over(value, limit) is over
