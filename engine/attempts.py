@@ -15,7 +15,7 @@ from engine.context import capped
 from engine.errors import NodeError
 from engine.nodes.base import NodeCall
 from engine.plan import PlanNode
-from engine.values import type_problem
+from engine.values import oversize, type_problem
 
 if TYPE_CHECKING:
     from engine.scheduler import GraphExecution
@@ -145,6 +145,9 @@ async def _attempt(graph: GraphExecution, node: PlanNode, strategy: Any,
     finally:
         if call.logs is not None:
             graph.logs[node.index] = call.logs
+    too_large = oversize(outputs, graph.scope.max_bytes)  # before anything walks them
+    if too_large:
+        return NodeError("too_large", f"the node's outputs are {too_large}"), None
     problem = output_problem(outputs, node.outputs)
     if problem:
         return NodeError("output_type", problem), None

@@ -21,7 +21,7 @@ from engine.nodes.base import NodeCall
 from engine.plan import GraphPlan, PlanNode
 from engine.questions import Answer, OpenQuestion, QuestionsMixin
 from engine.results import NodeResult
-from engine.values import json_size_over, too_large
+from engine.values import oversize
 
 # The message of a cancellation by the run itself (cancel, time limit, a failed node): the
 # interrupted nodes are recorded as cancelled. Any other cancellation is an interruption
@@ -281,8 +281,8 @@ class GraphExecution(QuestionsMixin):
                   attempts: int, inputs: dict[str, Any]) -> None:
         node = self.graph.nodes[index]
         handle = None
-        if error is None and json_size_over(outputs, self.scope.max_bytes):
-            error, outputs = too_large(self.scope.max_bytes, "the node's outputs"), None
+        if error is None and (problem := oversize(outputs, self.scope.max_bytes)):
+            error, outputs = NodeError("too_large", f"the node's outputs are {problem}"), None
         if error is None:
             assert outputs is not None
             status, mode = "succeeded", "plain"

@@ -13,6 +13,7 @@ TYPE_NAMES = ("string", "integer", "number", "boolean", "object", "array", "any"
 
 DEFAULT_VALUE_MAX_BYTES = 4 * 1024 * 1024  # docs/dsl.md §3: a value a node makes, as JSON
 MAX_ITEMS = 100_000  # the most items an iteration takes
+MAX_VALUE_DEPTH = 64  # as deep as a document may nest (docs/dsl.md §1)
 
 
 def too_large(limit: int, what: str = "the value") -> NodeError:
@@ -21,30 +22,38 @@ def too_large(limit: int, what: str = "the value") -> NodeError:
 
 
 def json_size_over(value: Any, limit: int) -> bool:
-    """Whether `value` as compact JSON is longer than `limit`, walking it only as far as
-    needed: a 4 MiB limit is decided without building the text. Text counts by characters
-    (a lower bound of its UTF-8 bytes), so the check never refuses a value within the limit."""
+    """Whether `value` as compact JSON is longer than `limit`: see oversize()."""
+    return oversize(value, limit) is not None
+
+
+def oversize(value: Any, limit: int, max_depth: int = MAX_VALUE_DEPTH) -> str | None:
+    """Why `value` is too large to keep (longer than `limit` as compact JSON, or nested
+    deeper than `max_depth`), or None. Walks only as far as needed: a 4 MiB limit is decided
+    without building the text. Text counts by characters (a lower bound of its UTF-8
+    bytes), so a value within the limit is never refused."""
     budget = limit
-    stack = [value]
+    stack = [(value, 1)]
     while stack:
-        item = stack.pop()
+        item, depth = stack.pop()
         if isinstance(item, str):
             budget -= len(item) + 2
-        elif isinstance(item, dict):
-            budget -= 1 + max(len(item), 1)  # braces and commas
-            for key, inner in item.items():
-                budget -= len(key) + 3  # quotes and colon
-                stack.append(inner)
-        elif isinstance(item, list | tuple):
+        elif isinstance(item, dict | list | tuple):
+            if depth > max_depth:
+                return f"nested deeper than {max_depth} levels"
             budget -= 1 + max(len(item), 1)  # brackets and commas
-            stack.extend(item)
+            if isinstance(item, dict):
+                for key, inner in item.items():
+                    budget -= len(key) + 3  # quotes and colon
+                    stack.append((inner, depth + 1))
+            else:
+                stack.extend((inner, depth + 1) for inner in item)
         elif item is None or item is True:
             budget -= 4
         else:
             budget -= 5 if item is False else len(repr(item))
         if budget < 0:
-            return True
-    return False
+            return f"larger than {limit:,} bytes as JSON (RUN_VALUE_MAX_BYTES)"
+    return None
 
 
 def render_text(value: Any) -> str:

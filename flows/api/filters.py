@@ -68,7 +68,9 @@ class FilterBackend(DjangoFilterBackend):
             for name, value in filterset.form.cleaned_data.items():
                 if hasattr(value, "astimezone"):
                     try:
-                        value.astimezone(UTC)
+                        # In UTC: PostgreSQL refuses offsets beyond ±15:59 (`+20:00`), which
+                        # ISO 8601 parsing lets through.
+                        filterset.form.cleaned_data[name] = value.astimezone(UTC)
                     except (OverflowError, ValueError):
                         details.append({"path": name, "code": "invalid_value",
                                         "message": "the date is out of range"})

@@ -28,6 +28,10 @@ class NewestFirst(pagination.CursorPagination):
             cursor = super().decode_cursor(request)
         except NotFound:
             raise _invalid_cursor() from None
+        if cursor is not None and cursor.position is None and not cursor.offset:
+            # Decodable but says nothing (`?cursor=`, a forged empty one): no link of ours
+            # looks like that, and silently serving the first page would hide the mistake.
+            raise _invalid_cursor()
         if cursor is not None and cursor.position is not None:
             # A forged position must not reach the database as something it cannot compare.
             field = self.model._meta.get_field(self.ordering[0].lstrip("-"))

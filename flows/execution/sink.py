@@ -21,7 +21,7 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 
 from flows.errors import LeaseLost
-from flows.services.history import store_events
+from flows.services.history import store_events_cleaning_nul
 from tracing import metrics
 
 logger = logging.getLogger(__name__)
@@ -102,7 +102,8 @@ class DatabaseSink:
         # At most FLUSH_SIZE at a time: a burst (an llm node streaming a long text at once)
         # reaches its watchers while the rest is stored, in messages of bounded size.
         batch, self._buffer = self._buffer[:FLUSH_SIZE], self._buffer[FLUSH_SIZE:]
-        await sync_to_async(store_events)(self.run_id, batch, self.node_types, self.lease)
+        batch = await sync_to_async(store_events_cleaning_nul)(self.run_id, batch,
+                                                               self.node_types, self.lease)
         metrics.events_delivered(len(batch), await publish(self.run_id, batch))
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.db import connections, router, transaction
+from django.db import DataError, connections, router, transaction
 from django.db.models import F
 
 from engine import events as ev
@@ -35,6 +35,53 @@ def store_events(run_id: Any, events: list[Event], node_types: dict[str, str] | 
         _insert_events(run_id, events)
         _project_node_runs(run_id, [e for e in events if e["scope"] is None], node_types or {})
         _project_run(run_id, events, lease)
+
+
+NUL = "\x00"
+REPLACEMENT = "\ufffd"
+
+
+def without_nul(value: Any) -> Any:
+    """`value` with every NUL character (in keys and strings) replaced by U+FFFD: PostgreSQL
+    stores no NUL in text or jsonb, and a node's outputs may hold one (`chr(0)` from code, a
+    binary HTTP body). Only called after a store failed, so values without NUL cost nothing."""
+    if isinstance(value, str):
+        return value.replace(NUL, REPLACEMENT)
+    if isinstance(value, dict):
+        return {without_nul(key): without_nul(inner) for key, inner in value.items()}
+    if isinstance(value, list):
+        return [without_nul(inner) for inner in value]
+    return value
+
+
+def has_nul(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if NUL in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def store_events_cleaning_nul(run_id: Any, events: list[Event],
+                              node_types: dict[str, str] | None = None,
+                              lease: Any = None) -> list[Event]:
+    """Store events; when the database refuses a NUL character in them, store them again
+    with it replaced. Returns the events as stored (to publish exactly those)."""
+    try:
+        store_events(run_id, events, node_types, lease)
+    except (DataError, ValueError):
+        if not has_nul(events):
+            raise
+        events = without_nul(events)
+        store_events(run_id, events, node_types, lease)
+    return events
 
 
 def stored_events(run_id: Any) -> list[Event]:

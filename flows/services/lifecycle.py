@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -171,9 +172,10 @@ def terminate(run_id: Any, status: str, message: str, code: str = "cancelled") -
     its workers) with the closing events the engine makes for it, and free its lease."""
     checkpoint = Checkpoint.from_events(stored_events(run_id))
     ts = timezone.now().isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    store_events(run_id, checkpoint.closing_events(str(run_id), status, message, ts, code))
-    Run.objects.filter(pk=run_id).update(lease_owner="", lease_expires_at=None,
-                                         unfinished_executions=0)
+    with transaction.atomic():  # whoever sees it finished sees it let go
+        store_events(run_id, checkpoint.closing_events(str(run_id), status, message, ts, code))
+        Run.objects.filter(pk=run_id).update(lease_owner="", lease_expires_at=None,
+                                             unfinished_executions=0)
 
 
 def max_recoveries() -> int:

@@ -9,9 +9,20 @@ import tracemalloc
 import pytest
 
 from engine.ports import Services
-from engine.values import DEFAULT_VALUE_MAX_BYTES, MAX_ITEMS, json_size_over
+from engine.values import DEFAULT_VALUE_MAX_BYTES, MAX_ITEMS, json_size_over, oversize
 
-from .runflows import body, chain, end, finished, flow, iteration, node, run, start, template
+from .runflows import (
+    body,
+    chain,
+    end,
+    finished,
+    flow,
+    iteration,
+    node,
+    run,
+    start,
+    template,
+)
 
 pytestmark = pytest.mark.virtual_time
 
@@ -80,3 +91,36 @@ def test_json_size_matches_compact_json(value, limit, over):
 
     assert (len(json.dumps(value, separators=(",", ":"))) > limit) is over  # the case is right
     assert json_size_over(value, limit) is over
+
+
+def nested(levels: int) -> list:
+    value: list = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+def test_depth_is_bounded_like_a_documents():
+    assert oversize(nested(64), DEFAULT_VALUE_MAX_BYTES) is None
+    assert "deeper than 64" in oversize(nested(65), DEFAULT_VALUE_MAX_BYTES)
+
+
+async def test_outputs_nested_600_deep_fail_too_large_instead_of_crashing_a_later_node():
+    """Before, a later if_else comparing such a value failed with a RecursionError
+    (internal_error); now the node that made it fails, with a contract code."""
+    from engine.nodes import default_registry
+    from engine.nodes.wait import WaitNode
+
+    class Deep(WaitNode):  # stands for a code node or an http body returning such a value
+        fixed_outputs = {"value": {"type": "any"}}
+
+        async def execute(self, call):
+            return {"value": nested(600)}
+
+    registry = default_registry()
+    registry.register(Deep())
+    doc = flow([start(), node("deep", "wait", params={"seconds": 0}), end({})],
+               chain("start", "deep", "end"))
+    result, _ = await run(doc, registry=registry)
+    assert result.error["code"] == "too_large" and result.error["node"] == "deep"
+    assert "deeper than 64" in result.error["message"]

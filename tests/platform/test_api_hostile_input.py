@@ -55,7 +55,7 @@ CASES = [
     ("get", "/api/flows/hello/versions/?cursor=cD05OTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5OQ==", None,
      400),
     ("get", "/api/runs/?cursor=bz05OTk5OTk5", None, 200),
-    ("get", "/api/runs/?cursor=%00", None, 200),
+    ("get", "/api/runs/?cursor=%00", None, 400),
     ("get", "/api/runs/{run}/events/?after=99999999999999999999999999", None, 200),
     ("post", "/api/flows/any/runs/", {"inputs": {"x": nested(190)}}, 201),
     ("post", "/api/flows/any/runs/", {"inputs": {"x": 10**4000}}, 201),

@@ -157,3 +157,26 @@ def test_the_run_detail_reads_the_run_and_its_nodes(api, owner, django_assert_ma
 
     with django_assert_max_num_queries(3):  # the key, the run with its flow, its nodes
         assert api.get(f"/api/runs/{queued.pk}/").status_code == 200
+
+
+@pytest.mark.parametrize("cursor", ["", "e30=", "cj0x"])  # empty; "{}"; "r=1": no position
+def test_a_cursor_that_names_no_position_is_refused_not_taken_for_the_first_page(
+        api, seven_runs, cursor):
+    response = api.get("/api/runs/", {"cursor": cursor})
+    assert response.status_code == 400
+    assert response.json()["error"]["details"][0]["path"] == "cursor"
+
+
+def test_every_link_the_pages_give_is_accepted(api, seven_runs):
+    _, pages = walk(api, "/api/runs/", page_size=2)
+    back = api.get(pages[-1]["previous"])  # a cursor going back, to a page with a previous
+    assert back.status_code == 200
+    assert api.get(back.json()["previous"]).status_code == 200
+
+
+@pytest.mark.parametrize("offset", ["+20:00", "-23:59", "+15:59"])
+def test_a_time_with_any_offset_iso_8601_allows_is_answered(api, seven_runs, offset):
+    """PostgreSQL refuses offsets past ±15:59 in a query: times are compared in UTC."""
+    response = api.get("/api/runs/", {"created_after": f"2020-01-01T00:00:00{offset}"})
+    assert response.status_code == 200
+    assert len(response.json()["results"]) == 7

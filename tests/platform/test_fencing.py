@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connections
 from django.utils import timezone
 
 from engine import events as ev
@@ -107,6 +108,7 @@ async def test_a_refused_batch_stops_the_sink_and_calls_back_once(run_row):
     await sink.drain()
     assert calls == [1]
     assert await sync_to_async(RunEvent.objects.filter(run=run_row).count)() == 0
+    await sync_to_async(connections.close_all)()  # the ORM thread's: for the teardown
 
 
 class FlakyRenewals:
