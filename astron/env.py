@@ -93,6 +93,9 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
     return items
 
 
+POOL_TIMEOUT_S = 5.0
+
+
 def database_from_url(name: str, url: str, *, base_dir: Path, pool_max: int) -> dict:
     """Django's DATABASES["default"] for `postgres://…`, `postgresql://…` or `sqlite:///path`."""
     parts = _split(name, url)
@@ -116,7 +119,10 @@ def database_from_url(name: str, url: str, *, base_dir: Path, pool_max: int) -> 
     if not database["NAME"]:
         raise ImproperlyConfigured(f"{name} names no database: {_redact(url)!r}.")
     # Django's own psycopg pool; it needs CONN_MAX_AGE = 0 (the default), which it owns.
-    options: dict = {"pool": {"min_size": min(4, pool_max), "max_size": pool_max}}
+    # A request waits at most POOL_TIMEOUT_S for a connection, then answers 503 overloaded
+    # (flows/api/exceptions.py): never a hang of psycopg's default 30 s.
+    options: dict = {"pool": {"min_size": min(4, pool_max), "max_size": pool_max,
+                              "timeout": POOL_TIMEOUT_S}}
     options.update(_connection_parameters(name, parts.query))  # e.g. ?sslmode=require
     return {**database, "PORT": str(database["PORT"] or ""), "OPTIONS": options}
 

@@ -6,12 +6,14 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
-from django.http import Http404, JsonResponse
+from django.db import OperationalError as DatabaseOperationalError
+from django.http import Http404, HttpResponse, JsonResponse
 from django.urls import Resolver404, resolve
 from django.views import defaults
 from rest_framework import exceptions
@@ -20,6 +22,12 @@ from rest_framework.settings import api_settings
 from rest_framework.views import set_rollback
 
 from flows.errors import ServiceError, error_body
+
+# A database that does not answer in time (the pool had no connection free within its
+# timeout, or the server refuses connections) makes a 503 the client may retry, never a 500.
+OVERLOADED_BODY = error_body("overloaded", "the server is overloaded: no database connection "
+                             "was free in time; try again after Retry-After seconds")
+RETRY_AFTER_S = "2"
 
 # DRF's own exceptions → the codes of docs/api.md.
 CODES: list[tuple[type[exceptions.APIException], str]] = [
@@ -53,6 +61,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         from django.conf import settings
 
         return Response(too_large_body(settings.DATA_UPLOAD_MAX_MEMORY_SIZE), status=413)
+    if isinstance(exc, DatabaseOperationalError):
+        set_rollback()
+        return Response(OVERLOADED_BODY, status=503, headers={"Retry-After": RETRY_AFTER_S})
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
@@ -120,6 +131,14 @@ def page_not_found(request, exception=None, **kwargs):
 
 
 def server_error(request):
+    # Called inside Django's handler for the exception: a database that did not answer in
+    # time (no pooled connection free, connections refused) is an overload, not a bug.
+    if isinstance(sys.exc_info()[1], DatabaseOperationalError):
+        response = JsonResponse(OVERLOADED_BODY, status=503) if _is_api(request) else \
+            HttpResponse("The server is overloaded; try again in a moment.", status=503,
+                         content_type="text/plain; charset=utf-8")
+        response["Retry-After"] = RETRY_AFTER_S
+        return response
     if _is_api(request):
         return JsonResponse(error_body("server_error", "the server failed to answer; the "
                                                        "error was logged"), status=500)
