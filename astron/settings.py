@@ -153,6 +153,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "flows.pages.security.ContentSecurityPolicyMiddleware",  # the pages' scripts: ours only
 ]
 
 ROOT_URLCONF = "astron.urls"

@@ -31,3 +31,16 @@ def test_the_rate_is_read_on_every_request(settings, owner):
 
     settings.API_RATE = "1200/minute"
     assert client.get("/api/flows/").status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parallel_requests_cannot_go_over_the_rate(settings, owner):
+    """The count is atomic: 24 requests at once against a rate of 10 let exactly 10 through
+    (DRF's history list, read and written back, let parallel requests overwrite each other)."""
+    from .factories import concurrently
+
+    settings.API_RATE = "10/hour"
+    clients = [api_client(owner) for _ in range(24)]
+    answers = concurrently(clients, lambda client: client.get("/api/flows/").status_code)
+
+    assert sorted(answers) == [200] * 10 + [429] * 14

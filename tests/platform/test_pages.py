@@ -410,3 +410,11 @@ def test_static_files_are_served_without_collectstatic(tmp_path, settings):
         response = client.get(path)
         assert response.status_code == 200, path
         response.close()  # WhiteNoise streams the file: let it go
+
+
+def test_the_pages_send_a_content_security_policy(client, owner):
+    client.force_login(owner)
+    for path in ("/flows/", "/login/"):
+        policy = client.get(path, follow=True)["Content-Security-Policy"]
+        assert "script-src 'self'" in policy and "object-src 'none'" in policy
+    assert "Content-Security-Policy" not in client.get("/api/flows/")
