@@ -28,6 +28,9 @@ logger = logging.getLogger(__name__)
 
 FLUSH_DELAY_S = 0.02
 FLUSH_SIZE = 500
+RETRY_FIRST_S = 0.05  # after a failed store, doubling up to RETRY_MAX_S
+RETRY_MAX_S = 2.0
+RETRY_FOR_S = 10.0  # then the run stops here, before its lease lets another take it
 
 
 def run_group(run_id: Any) -> str:
@@ -69,6 +72,8 @@ class DatabaseSink:
                 await self._flush()
             except LeaseLost as error:
                 self._lose(error)
+            except Exception as error:
+                self._stop(error)
         if self._failure is not None:
             failure, self._failure = self._failure, None
             raise failure
@@ -84,14 +89,20 @@ class DatabaseSink:
                 await self._flush()
         except LeaseLost as error:
             self._lose(error)
-        except Exception as error:  # kept for drain(): the run must learn its events are lost
-            logger.exception("storing events of run %s failed", self.run_id)
-            self._failure = error
+        except Exception as error:  # stored nothing for RETRY_FOR_S: stop the run here
+            logger.exception("storing events of run %s failed for %.0f s: stopping it here",
+                             self.run_id, RETRY_FOR_S)
+            self._stop(error)
         finally:
             self._flusher = None
 
     def _lose(self, error: LeaseLost) -> None:
         logger.warning("%s: stopping it here", error)
+        self._stop(error)
+
+    def _stop(self, error: BaseException) -> None:
+        """Store nothing more from here and have the run stopped in this process (an
+        interruption: it continues from its stored events wherever it is claimed next)."""
         self.lost = True
         self._buffer.clear()
         self._failure = error
@@ -101,10 +112,30 @@ class DatabaseSink:
     async def _flush(self) -> None:
         # At most FLUSH_SIZE at a time: a burst (an llm node streaming a long text at once)
         # reaches its watchers while the rest is stored, in messages of bounded size.
-        batch, self._buffer = self._buffer[:FLUSH_SIZE], self._buffer[FLUSH_SIZE:]
-        batch = await sync_to_async(store_events_cleaning_nul)(self.run_id, batch,
-                                                               self.node_types, self.lease)
-        metrics.events_delivered(len(batch), await publish(self.run_id, batch))
+        # The batch leaves the buffer only once stored: a failed store (a dropped connection)
+        # is tried again with backoff, and events emitted meanwhile queue behind it, so the
+        # stored events never have a gap.
+        batch = self._buffer[:FLUSH_SIZE]
+        loop = asyncio.get_running_loop()
+        failed_since, delay = None, RETRY_FIRST_S
+        while True:
+            try:
+                stored = await sync_to_async(store_events_cleaning_nul)(
+                    self.run_id, batch, self.node_types, self.lease)
+                break
+            except LeaseLost:
+                raise
+            except Exception as error:
+                now = loop.time()
+                failed_since = failed_since if failed_since is not None else now
+                if now - failed_since >= RETRY_FOR_S:
+                    raise  # the run stops here; whoever claims it continues from what is stored
+                logger.warning("storing events of run %s failed, trying again in %.1f s: %r",
+                               self.run_id, delay, error)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+        del self._buffer[:len(batch)]
+        metrics.events_delivered(len(stored), await publish(self.run_id, stored))
 
 
 async def publish(run_id: Any, events: list[dict[str, Any]]) -> bool:
