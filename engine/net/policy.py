@@ -10,6 +10,8 @@ The operator may allow host names (HTTP_ALLOW_HOSTS); an allowed host skips the 
 from __future__ import annotations
 
 import ipaddress
+import re
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
@@ -217,11 +219,23 @@ class AddressPolicy:
                 raise BlockedAddress(host, f"the name resolves to {_describe(category, False)}")
 
 
+# The legacy IPv4 spellings inet_aton (and so getaddrinfo) reads as an address: 127.1,
+# 0x7f.0.0.1, 017700000001, 2130706433. No DNS name looks like this (a top-level label is
+# never all digits or hex), so such a host is an address in disguise, checked as one.
+_LEGACY_IPV4 = re.compile(r"(?:0x[0-9a-f]+|[0-9]+)(?:\.(?:0x[0-9a-f]+|[0-9]+)){0,3}")
+
+
 def _as_ip(host: str) -> IPAddress | None:
     try:
         return ipaddress.ip_address(host.strip("[]"))
     except ValueError:
-        return None
+        pass
+    if _LEGACY_IPV4.fullmatch(host):
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    return None
 
 
 def literal_ip(host: str) -> IPAddress | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import ipaddress
 import json
 import warnings
 
@@ -200,7 +201,23 @@ def test_parse_allow_hosts_refuses_malformed(raw):
 @pytest.mark.parametrize(("host", "normal"), [
     ("Example.COM.", "example.com"), ("BÜCHER.example", "xn--bcher-kva.example"),
     ("[::FFFF:127.0.0.1]", "::ffff:7f00:1"), ("::ffff:7f00:1", "::ffff:7f00:1"),
-    ("0:0:0:0:0:0:0:1", "::1"), ("127.0.0.1", "127.0.0.1"), ("127.1", "127.1"),
+    ("0:0:0:0:0:0:0:1", "::1"), ("127.0.0.1", "127.0.0.1"), ("127.1", "127.0.0.1"),
 ])
 def test_normalize_host(host, normal):
     assert normalize_host(host) == normal
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1.", "127.1", "0x7f.0.0.1", "2130706433",
+                                  "017700000001", "0x7f000001"])
+def test_ip_literals_in_disguise_are_addresses_checked_without_a_lookup(host):
+    """inet_aton reads these as 127.0.0.1; they are taken as the address, never resolved."""
+    from engine.net.policy import literal_ip
+
+    assert literal_ip(normalize_host(host)) == ipaddress.IPv4Address("127.0.0.1")
+
+
+@pytest.mark.parametrize("host", ["example.com", "1.2.3.4.5", "999.1", "x127.1", "a1"])
+def test_names_that_only_look_numeric_stay_names(host):
+    from engine.net.policy import literal_ip
+
+    assert literal_ip(normalize_host(host)) is None
