@@ -23,6 +23,7 @@ from channels.layers import get_channel_layer
 from flows.errors import LeaseLost
 from flows.services.history import store_events_cleaning_nul
 from tracing import metrics
+from tracing.logs import warn_now_and_then
 
 logger = logging.getLogger(__name__)
 
@@ -130,8 +131,8 @@ class DatabaseSink:
                 failed_since = failed_since if failed_since is not None else now
                 if now - failed_since >= RETRY_FOR_S:
                     raise  # the run stops here; whoever claims it continues from what is stored
-                logger.warning("storing events of run %s failed, trying again in %.1f s: %r",
-                               self.run_id, delay, error)
+                warn_now_and_then(logger, "store", "storing events of run %s failed, trying "
+                                  "again in %.1f s: %r", self.run_id, delay, error)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
         del self._buffer[:len(batch)]
@@ -155,9 +156,11 @@ async def publish(run_id: Any, events: list[dict[str, Any]]) -> bool:
             await layer.group_send(run_group(run_id), {
                 "type": "run.events", "events": [], "stored_to": events[-1]["seq"]})
         except Exception:
-            logger.warning("publishing events of run %s failed", run_id, exc_info=True)
+            warn_now_and_then(logger, "publish", "publishing events of run %s failed", run_id,
+                              exc_info=True)
             return False
     except Exception:
-        logger.warning("publishing events of run %s failed", run_id, exc_info=True)
+        warn_now_and_then(logger, "publish", "publishing events of run %s failed", run_id,
+                          exc_info=True)
         return False
     return True
