@@ -71,7 +71,7 @@ from flows import services
 user = User.objects.create_user("bench")
 _, key = services.create_token(user, "bench")
 for slug, dsl in json.loads(sys.argv[1]).items():
-    services.create_flow(user, dsl, slug=slug)
+    services.publish_flow(services.create_flow(user, dsl, slug=slug))
 print(json.dumps({"key": key}))
 """
 
@@ -209,10 +209,13 @@ def fresh_database(postgres: bool, folder: Path, name: str) -> str:
 
 
 class Server:
-    """daphne serving bench.events_app on a free port, with its own environment."""
+    """daphne serving `app` (bench.events_app unless told otherwise) on a free port, with its
+    own environment."""
 
-    def __init__(self, environment: dict[str, str], folder: Path):
+    def __init__(self, environment: dict[str, str], folder: Path,
+                 app: str = "bench.events_app:application"):
         self.environment = environment
+        self.app = app
         self.port = free_port()
         self.publish_log = folder / f"published-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -223,7 +226,7 @@ class Server:
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
-                 "bench.events_app:application"],
+                 self.app],
                 cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while True:

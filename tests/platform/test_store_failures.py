@@ -71,5 +71,8 @@ def test_a_store_that_keeps_failing_stops_the_run_here(monkeypatch):
     run.refresh_from_db()
     assert run.status == "queued"  # not even run.started was stored: nothing was lost either
     assert not RunEvent.objects.filter(run=run).exists()
-    assert str(run.pk) not in executor._live  # stopped here; its lease lets another take it
+    assert str(run.pk) not in executor._live  # stopped here
+    # An interruption keeps the lease: the run is not handed back as if it had paused, and
+    # another process takes it over once the lease runs out, from what is stored.
+    assert run.lease_owner != ""
 

@@ -1,0 +1,162 @@
+"""Runs per second through a real server, as a user gets them: HTTP clients, many at once.
+
+    python bench/throughput.py                  # SQLite, the embedded default
+    python bench/throughput.py --postgres       # PostgreSQL + Redis (REDIS_URL db 14/15)
+    python bench/throughput.py --quick          # 3 s a row (CI smoke)
+
+Starts one daphne serving `astron.asgi:application` (the same server `bin/dev up` runs) on a
+fresh database with the samples `hello` and `fanout` published, then for each row drives it
+with N asyncio clients in this process, each sending `POST /api/flows/<slug>/runs/` one
+after another for a fixed time, over its own pooled httpx connection:
+
+- `hello` with `"wait": 10` at 1, 8 and 32 clients: the run's end reaches the request;
+- `hello` without `wait` at 32 clients: starting runs, then waiting until every run is
+  final and counting them;
+- `fanout` with `wait` at 8 clients: three 1 s waits in parallel per run.
+
+Columns: runs/s (requests answered per second over the row), p50/p99 latency, timeouts
+(a `wait` answered with a run not yet final), errors (any answer but 2xx), and `final`:
+whether every run the row started was final afterwards (nothing lost). The clients share
+the machine's two cores with the server: the figures are what one machine gives, not the
+server alone.
+
+Prints a table and writes bench/results/throughput.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+
+from bench.common import percentile, report  # noqa: E402
+from bench.events import SETUP, Server, fresh_database  # noqa: E402
+
+FINAL = ("succeeded", "failed", "cancelled")
+
+
+def rows_to_run(quick: bool) -> list[dict[str, Any]]:
+    return [
+        {"flow": "hello", "clients": 1, "wait": True},
+        {"flow": "hello", "clients": 8, "wait": True},
+        {"flow": "hello", "clients": 32, "wait": True},
+        {"flow": "hello", "clients": 32, "wait": False},
+        {"flow": "fanout", "clients": 8, "wait": True},
+    ]
+
+
+INPUTS = {"hello": {"name": "Ada"}, "fanout": {"topic": "rivers"}}
+
+
+async def drive(base: str, key: str, flow: str, clients: int, wait: bool,
+                seconds: float) -> dict[str, Any]:
+    body = {"inputs": INPUTS[flow], **({"wait": 10} if wait else {})}
+    latencies: list[float] = []
+    run_ids: list[str] = []
+    timeouts = errors = 0
+    deadline = time.monotonic() + seconds
+
+    async def client() -> None:
+        nonlocal timeouts, errors
+        async with httpx.AsyncClient(base_url=base, timeout=30,
+                                     headers={"Authorization": f"Token {key}"}) as http:
+            while time.monotonic() < deadline:
+                started = time.monotonic()
+                try:
+                    answer = await http.post(f"/api/flows/{flow}/runs/", json=body)
+                except httpx.HTTPError:
+                    errors += 1
+                    continue
+                latencies.append(time.monotonic() - started)
+                if answer.status_code // 100 != 2:
+                    errors += 1
+                    continue
+                run = answer.json()
+                run_ids.append(run["id"])
+                if wait and run["status"] not in FINAL:
+                    timeouts += 1
+
+    began = time.monotonic()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    elapsed = time.monotonic() - began
+    final = await all_final(base, key, run_ids)
+    return {"runs": len(run_ids), "runs_per_s": round(len(latencies) / elapsed, 1),
+            "p50_ms": round(percentile(latencies, 50) * 1000, 1),
+            "p99_ms": round(percentile(latencies, 99) * 1000, 1),
+            "timeouts": timeouts, "errors": errors, "final": final}
+
+
+async def all_final(base: str, key: str, run_ids: list[str], patience_s: float = 60) -> bool:
+    """Whether every run started is final (waiting up to `patience_s` for the stragglers)."""
+    pending = set(run_ids)
+    deadline = time.monotonic() + patience_s
+    async with httpx.AsyncClient(base_url=base, timeout=30,
+                                 headers={"Authorization": f"Token {key}"}) as http:
+        while pending and time.monotonic() < deadline:
+            for run_id in list(pending)[:200]:
+                answer = await http.get(f"/api/runs/{run_id}/")
+                if answer.status_code == 200 and answer.json()["status"] in FINAL:
+                    pending.discard(run_id)
+            if pending:
+                await asyncio.sleep(0.5)
+    return not pending
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3 s a row instead of 15")
+    parser.add_argument("--postgres", action="store_true",
+                        help="PostgreSQL (astron_bench_events, dropped and created) and Redis")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
+    parser.add_argument("--seconds", type=float, help="seconds a row (default 15, quick 3)")
+    args = parser.parse_args()
+    seconds = args.seconds or (3 if args.quick else 15)
+
+    samples = json.loads((ROOT / "samples" / "hello.json").read_text()), \
+        json.loads((ROOT / "samples" / "fanout.json").read_text())
+    rows = []
+    with contextlib.ExitStack() as stack:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(
+            prefix="astron-bench-throughput-")))
+        environment = {key: value for key, value in os.environ.items()
+                       if key not in ("DATABASE_URL", "REDIS_URL")}
+        environment.update(SECRET_KEY=secrets.token_urlsafe(48), CODE_WORKERS="0",
+                           API_RATE="1000000/second", PYTHONUNBUFFERED="1",
+                           DATABASE_URL=fresh_database(args.postgres, folder, "throughput"))
+        if args.postgres:
+            environment["REDIS_URL"] = args.redis_url
+        setup = subprocess.run([sys.executable, "-c", SETUP, json.dumps(
+            {"hello": samples[0], "fanout": samples[1]})], cwd=ROOT, env=environment,
+            capture_output=True, text=True, check=False)
+        if setup.returncode:
+            raise SystemExit(setup.stderr)
+        key = json.loads(setup.stdout.strip().splitlines()[-1])["key"]
+        with Server(environment, folder, app="astron.asgi:application") as server:
+            for row in rows_to_run(args.quick):
+                print(f"{row['flow']}, {row['clients']} client(s), "
+                      f"{'wait' if row['wait'] else 'no wait'}", file=sys.stderr)
+                result = asyncio.run(drive(server.http, key, row["flow"], row["clients"],
+                                           row["wait"], seconds))
+                rows.append({"database": "postgres" if args.postgres else "sqlite",
+                             "flow": row["flow"], "clients": row["clients"],
+                             "wait": row["wait"], "seconds": seconds, **result})
+    report("throughput", rows, ["database", "flow", "clients", "wait", "runs", "runs_per_s",
+                                "p50_ms", "p99_ms", "timeouts", "errors", "final"])
+
+
+if __name__ == "__main__":
+    main()
