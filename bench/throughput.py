@@ -12,7 +12,9 @@ after another for a fixed time, over its own pooled httpx connection:
 - `hello` with `"wait": 10` at 1, 8 and 32 clients: the run's end reaches the request;
 - `hello` without `wait` at 32 clients: starting runs, then waiting until every run is
   final and counting them;
-- `fanout` with `wait` at 8 clients: three 1 s waits in parallel per run.
+- `fanout` with `wait` at 8 clients: three 1 s waits in parallel per run;
+- `asks` with `wait` at 8 clients: three `llm` nodes (the echo provider) one after another,
+  each a node with side effects, whose start waits until the events before it are stored.
 
 Columns: runs/s (requests answered per second over the row), p50/p99 latency, timeouts
 (a `wait` answered with a run not yet final), errors (any answer but 2xx), and `final`:
@@ -56,10 +58,21 @@ def rows_to_run(quick: bool) -> list[dict[str, Any]]:
         {"flow": "hello", "clients": 32, "wait": True},
         {"flow": "hello", "clients": 32, "wait": False},
         {"flow": "fanout", "clients": 8, "wait": True},
+        {"flow": "asks", "clients": 8, "wait": True},
     ]
 
 
-INPUTS = {"hello": {"name": "Ada"}, "fanout": {"topic": "rivers"}}
+INPUTS = {"hello": {"name": "Ada"}, "fanout": {"topic": "rivers"}, "asks": {}}
+
+ASKS = {
+    "dsl": "astron/v1", "name": "Three questions to a model",
+    "nodes": [{"id": "start", "type": "start"},
+              *({"id": f"ask{n}", "type": "llm",
+                 "params": {"provider": "echo", "prompt": f"question {n}"}} for n in (1, 2, 3)),
+              {"id": "end", "type": "end", "inputs": {"text": "{{ask3.text}}"}}],
+    "edges": [{"from": "start", "to": "ask1"}, {"from": "ask1", "to": "ask2"},
+              {"from": "ask2", "to": "ask3"}, {"from": "ask3", "to": "end"}],
+}
 
 
 async def drive(base: str, key: str, flow: str, clients: int, wait: bool,
@@ -123,11 +136,13 @@ def main() -> None:
                         help="PostgreSQL (astron_bench_events, dropped and created) and Redis")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
     parser.add_argument("--seconds", type=float, help="seconds a row (default 15, quick 3)")
+    parser.add_argument("--only", help="only the rows of this flow (hello, fanout, asks)")
     args = parser.parse_args()
     seconds = args.seconds or (3 if args.quick else 15)
 
-    samples = json.loads((ROOT / "samples" / "hello.json").read_text()), \
-        json.loads((ROOT / "samples" / "fanout.json").read_text())
+    flows = {name: json.loads((ROOT / "samples" / f"{name}.json").read_text())
+             for name in ("hello", "fanout")}
+    flows["asks"] = ASKS
     rows = []
     with contextlib.ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(
@@ -139,14 +154,15 @@ def main() -> None:
                            DATABASE_URL=fresh_database(args.postgres, folder, "throughput"))
         if args.postgres:
             environment["REDIS_URL"] = args.redis_url
-        setup = subprocess.run([sys.executable, "-c", SETUP, json.dumps(
-            {"hello": samples[0], "fanout": samples[1]})], cwd=ROOT, env=environment,
-            capture_output=True, text=True, check=False)
+        setup = subprocess.run([sys.executable, "-c", SETUP, json.dumps(flows)], cwd=ROOT,
+                               env=environment, capture_output=True, text=True, check=False)
         if setup.returncode:
             raise SystemExit(setup.stderr)
         key = json.loads(setup.stdout.strip().splitlines()[-1])["key"]
         with Server(environment, folder, app="astron.asgi:application") as server:
             for row in rows_to_run(args.quick):
+                if args.only and row["flow"] != args.only:
+                    continue
                 print(f"{row['flow']}, {row['clients']} client(s), "
                       f"{'wait' if row['wait'] else 'no wait'}", file=sys.stderr)
                 result = asyncio.run(drive(server.http, key, row["flow"], row["clients"],

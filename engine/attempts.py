@@ -125,6 +125,10 @@ async def _attempt(graph: GraphExecution, node: PlanNode, strategy: Any,
     if attempt == 1:  # the execution's start is its first node.started, to the millisecond
         graph.started_ts[node.index] = context.last_ts
     graph.logs.pop(node.index, None)  # each attempt records its own output
+    if strategy.side_effects:
+        # What this node depends on, its own start included, is stored before it reaches
+        # the world: after a crash it is the only node that may run twice (docs/dsl.md §7).
+        await context.sink.durable()
     call = NodeCall(node, inputs, graph.scope, attempt, context.services, graph.chunk,
                     f"{context.run_id}{graph.path}/{node.id}", context.run_id, graph.item,
                     graph)

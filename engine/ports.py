@@ -20,6 +20,12 @@ class EventSink(Protocol):
 
     def emit(self, event: dict[str, Any]) -> None: ...
 
+    async def durable(self) -> None:
+        """Return once every event emitted so far is stored. Awaited before a node with side
+        effects starts, so that a crash never repeats a node whose end was emitted. A sink
+        that can store nothing more stops the run instead of returning."""
+        ...
+
     async def drain(self) -> None:
         """Called when a run stops executing (finished, waiting or paused): store what is buffered."""
         ...
@@ -27,6 +33,9 @@ class EventSink(Protocol):
 
 class NullSink:
     def emit(self, event: dict[str, Any]) -> None:
+        pass
+
+    async def durable(self) -> None:
         pass
 
     async def drain(self) -> None:

@@ -25,6 +25,9 @@ class CollectingSink:
     def emit(self, event: dict[str, Any]) -> None:
         self.events.append(event)
 
+    async def durable(self) -> None:
+        pass
+
     async def drain(self) -> None:
         pass
 

@@ -76,6 +76,9 @@ class ObservedSink:
         if handler is not None:
             handler(self, event)
 
+    async def durable(self) -> None:
+        await self.sink.durable()
+
     async def drain(self) -> None:
         try:
             await self.sink.drain()

@@ -62,6 +62,9 @@ class NodeStrategy:
     fixed_outputs: ClassVar[dict[str, dict[str, Any]] | None] = {}
     # Pure strategies do no I/O and never yield, so the scheduler runs them inline, without a task.
     pure: ClassVar[bool] = False
+    # Types whose execution reaches the world (a request sent, code run, a person asked): the
+    # events before their start are stored first, so that a crash repeats no finished node.
+    side_effects: ClassVar[bool] = False
     allows_timeout: ClassVar[bool] = True
     # Types whose node holds no concurrency slot while it waits for children (iteration, subflow).
     holds_slot: ClassVar[bool] = True

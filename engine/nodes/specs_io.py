@@ -76,6 +76,7 @@ class FlowVersion(Field):
 
 
 class CodeSpec(NodeStrategy):
+    side_effects = True
     type_name = "code"
     fixed_outputs = None
     params_spec = Obj(fields={"code": Str(max_length=256 * 1024),
@@ -101,6 +102,7 @@ class CodeSpec(NodeStrategy):
 
 
 class HttpSpec(NodeStrategy):
+    side_effects = True
     type_name = "http"
     fixed_outputs = {"status": {"type": "integer"}, "headers": {"type": "object"},
                      "body": {"type": "any"}}
@@ -117,6 +119,7 @@ class HttpSpec(NodeStrategy):
 
 
 class LlmSpec(NodeStrategy):
+    side_effects = True
     type_name = "llm"
     fixed_outputs = {"text": {"type": "string"}, "usage": {"type": "object"}}
     params_spec = Obj(fields={
@@ -133,6 +136,7 @@ OPTION = Obj(fields={"id": CASE_ID, "label": Str(max_length=200)}, required=("id
 
 
 class QuestionSpec(NodeStrategy):
+    side_effects = True
     type_name = "question"
     allows_timeout = False
     fixed_outputs = {"answer": {"type": "string"}, "option": {"type": "string"}}
@@ -182,6 +186,7 @@ class IterationSpec(NodeStrategy):
 
 
 class SubflowSpec(NodeStrategy):
+    side_effects = True
     type_name = "subflow"
     allows_timeout = False
     holds_slot = False

@@ -7,7 +7,8 @@ channel group, so a subscriber never sees an event that is not stored.
 Batches start at most once per FLUSH_DELAY_S. An event emitted after a quiet spell goes out
 at once (after the emits of the same loop turn join it): a model streaming a token every
 50 ms reaches its watchers in a few milliseconds instead of waiting out a fixed delay, while
-a fast stream still makes one batch per FLUSH_DELAY_S.
+a fast stream still makes one batch per FLUSH_DELAY_S. `durable` (awaited before a node with
+side effects starts) cuts the delay short: it costs that node one round trip, no more.
 """
 
 from __future__ import annotations
@@ -55,13 +56,30 @@ class DatabaseSink:
         self._flusher: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
         self._last_flush = float("-inf")  # loop time the last batch started
+        self._emitted = 0  # events emitted, and of those stored (they leave in order)
+        self._stored = 0
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []  # (emitted count, waiter)
+        self._nap: asyncio.Future[None] | None = None  # the flusher's pause between batches
 
     def emit(self, event: dict[str, Any]) -> None:
         if self.lost:
             return
         self._buffer.append(event)
+        self._emitted += 1
         if self._flusher is None:
             self._flusher = asyncio.get_running_loop().create_task(self._flush_soon())
+
+    async def durable(self) -> None:
+        """Return once every event emitted so far is stored. When the sink has stopped (the
+        lease was lost, or nothing could be stored for RETRY_FOR_S), this never returns: the
+        run is being stopped here, and this waiter with it."""
+        if self._stored >= self._emitted and not self.lost:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append((self._emitted, waiter))
+        if self._nap is not None and not self._nap.done():
+            self._nap.set_result(None)  # store now rather than after the batching delay
+        await waiter
 
     async def drain(self) -> None:
         """Store and publish everything emitted so far."""
@@ -85,7 +103,7 @@ class DatabaseSink:
             while self._buffer:
                 if len(self._buffer) < FLUSH_SIZE:
                     # 0 after a quiet spell: still one turn of the loop, for company.
-                    await asyncio.sleep(max(self._last_flush + FLUSH_DELAY_S - loop.time(), 0))
+                    await self._pause(self._last_flush + FLUSH_DELAY_S - loop.time())
                 self._last_flush = loop.time()
                 await self._flush()
         except LeaseLost as error:
@@ -96,6 +114,21 @@ class DatabaseSink:
             self._stop(error)
         finally:
             self._flusher = None
+
+    async def _pause(self, delay: float) -> None:
+        """Sleep `delay` seconds before the next batch, or one loop turn; `durable` may end
+        it early."""
+        if delay <= 0 or self._waiters:
+            await asyncio.sleep(0)
+            return
+        loop = asyncio.get_running_loop()
+        self._nap = nap = loop.create_future()
+        timer = loop.call_later(delay, lambda: nap.done() or nap.set_result(None))
+        try:
+            await nap
+        finally:
+            timer.cancel()
+            self._nap = None
 
     def _lose(self, error: LeaseLost) -> None:
         logger.warning("%s: stopping it here", error)
@@ -136,6 +169,15 @@ class DatabaseSink:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
         del self._buffer[:len(batch)]
+        self._stored += len(batch)
+        if self._waiters:
+            waiting = []
+            for target, waiter in self._waiters:
+                if target > self._stored:
+                    waiting.append((target, waiter))
+                elif not waiter.done():
+                    waiter.set_result(None)
+            self._waiters = waiting
         metrics.events_delivered(len(stored), await publish(self.run_id, stored))
 
 
