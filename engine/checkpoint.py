@@ -18,6 +18,16 @@ from engine.results import NodeResult
 
 
 @dataclass
+class BodyProgress:
+    """What one item's body of a top-level iteration had done: like a graph's checkpoint,
+    so a resumed iteration replays the items (and body nodes) that had finished."""
+
+    finished: dict[str, NodeResult] = field(default_factory=dict)
+    skipped: set[str] = field(default_factory=set)
+    unfinished: dict[str, NodeResult] = field(default_factory=dict)
+
+
+@dataclass
 class Checkpoint:
     next_seq: int = 1
     steps: int = 0
@@ -30,6 +40,10 @@ class Checkpoint:
     # questions among them: each runs again, or ends cancelled when the run stops first
     unfinished: dict[str, NodeResult] = field(default_factory=dict)
     answer: str | None = None  # the end node's streamed answer, when it had finished
+    # (iteration node id, item index) → that body's progress, for the top-level iterations
+    # that had not finished. Body events carry only the iteration's id as their scope, so
+    # an iteration nested in a body starts its items again (docs/dsl.md §5.9).
+    bodies: dict[tuple[str, int], BodyProgress] = field(default_factory=dict)
 
     @classmethod
     def from_events(cls, events: list[Event]) -> Checkpoint:
@@ -46,33 +60,42 @@ class Checkpoint:
             kind, data = event["type"], event["data"]
             if kind == ev.RUN_STARTED:
                 checkpoint.started_at = snapshot_ts = event["ts"]
-            elif kind == ev.NODE_STARTED:
-                checkpoint.steps += 1
-                if event.get("scope") is None:
-                    execution = unfinished.get(data["node"])
-                    if execution is None or data["attempt"] == 1:
-                        unfinished[data["node"]] = execution = NodeResult(
-                            data["node"], data["type"], "running",
-                            inputs=data.get("inputs") or {}, started_at=event["ts"])
-                    execution.attempts = data["attempt"]
-            elif event.get("scope") is not None:
                 continue
+            scope = event.get("scope")
+            progress: Checkpoint | BodyProgress = checkpoint
+            if scope is not None:
+                key = (scope, event["item"])
+                body = checkpoint.bodies.get(key)
+                if body is None:
+                    body = checkpoint.bodies[key] = BodyProgress()
+                progress = body
+            if kind == ev.NODE_STARTED:
+                checkpoint.steps += 1
+                execution = progress.unfinished.get(data["node"])
+                if execution is None or data["attempt"] == 1:
+                    progress.unfinished[data["node"]] = execution = NodeResult(
+                        data["node"], data["type"], "running",
+                        inputs=data.get("inputs") or {}, started_at=event["ts"])
+                execution.attempts = data["attempt"]
             elif kind == ev.NODE_FINISHED:
-                execution = unfinished.pop(data["node"], None)
-                checkpoint.questions.pop(data["node"], None)
+                execution = progress.unfinished.pop(data["node"], None)
+                if scope is None:
+                    checkpoint.questions.pop(data["node"], None)
                 if data["status"] == "cancelled":
                     continue  # it runs again on resume
-                checkpoint.finished[data["node"]] = NodeResult(
+                progress.finished[data["node"]] = NodeResult(
                     node=data["node"], type=execution.type if execution else "",
                     status=data["status"], attempts=data["attempts"],
                     inputs=execution.inputs if execution else None, outputs=data["outputs"],
                     error=data["error"], elapsed_ms=data["elapsed_ms"],
                     started_at=execution.started_at if execution else None,
                     finished_at=event["ts"], logs=data.get("logs"))
+            elif kind == ev.NODE_SKIPPED:
+                progress.skipped.add(data["node"])
+            elif scope is not None:
+                continue
             elif kind == ev.NODE_CHUNK:
                 chunks.setdefault(data["node"], []).append(data["text"])
-            elif kind == ev.NODE_SKIPPED:
-                checkpoint.skipped.add(data["node"])
             elif kind == ev.RUN_WAITING:
                 execution = unfinished.get(data["node"])
                 checkpoint.questions[data["node"]] = OpenQuestion(
@@ -81,6 +104,9 @@ class Checkpoint:
                     execution.inputs if execution else None)
             elif kind == ev.RUN_RESUMED and "elapsed_ms" in data:
                 snapshot_ms, snapshot_ts = data["elapsed_ms"], event["ts"]
+        # An iteration that ended needs its items no more.
+        checkpoint.bodies = {key: body for key, body in checkpoint.bodies.items()
+                             if key[0] not in checkpoint.finished}
         ended = [node for node, result in checkpoint.finished.items() if result.type == "end"]
         if ended and ended[0] in chunks:
             checkpoint.answer = "".join(chunks[ended[0]])

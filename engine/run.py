@@ -98,7 +98,7 @@ class Run:
         self._graph = graph = GraphExecution(
             context, self.plan.graph, Scope({}, sys, max_bytes=self.services.value_max_bytes), start_inputs=applied,
             finished=resume.finished, skipped=resume.skipped, questions=resume.questions,
-            answers=self.answers, unfinished=resume.unfinished)
+            answers=self.answers, unfinished=resume.unfinished, bodies=resume.bodies)
         if self.resume is None:
             context.emit(ev.RUN_STARTED, {"inputs": applied, "flow": self.flow,
                                          "version": self.version})

@@ -14,6 +14,7 @@ from typing import Any
 
 from engine import events as ev
 from engine.attempts import Aborted, AwaitAnswer, Finished, RunAbort, Waiting, attempt_node
+from engine.checkpoint import BodyProgress
 from engine.context import RunContext, capped
 from engine.errors import NodeError
 from engine.expressions import Scope
@@ -49,7 +50,8 @@ class GraphExecution(QuestionsMixin):
                  skipped: set[str] | None = None, path: str = "",
                  questions: dict[str, OpenQuestion] | None = None,
                  answers: dict[str, Answer] | None = None,
-                 unfinished: dict[str, NodeResult] | None = None):
+                 unfinished: dict[str, NodeResult] | None = None,
+                 bodies: dict[tuple[str, int], BodyProgress] | None = None):
         self.context = context
         self.graph = graph
         self.scope = scope
@@ -74,6 +76,7 @@ class GraphExecution(QuestionsMixin):
         self.inbox: asyncio.Queue[tuple[int, Any]] | None = None  # made when first needed
         self.answer: str | None = None
         self.outcome: GraphOutcome | None = None
+        self.bodies = bodies or {}  # items a checkpoint shows begun, each taken once
         self.init_questions(questions or {}, answers or {})
         for node_id, execution in (unfinished or {}).items():
             if node_id in graph.ids:
@@ -263,10 +266,17 @@ class GraphExecution(QuestionsMixin):
 
     async def run_body(self, node: PlanNode, body: GraphPlan, item: Any,
                        index: int) -> dict[str, Any]:
-        """Run an iteration body for one item; its end node's outputs, or the item's error."""
+        """Run an iteration body for one item; its end node's outputs, or the item's error.
+        An item a checkpoint shows begun replays what had finished, as a top-level graph
+        does; its progress is taken once, so a retry of the iteration runs items afresh."""
+        progress = self.bodies.pop((node.id, index), None)
+        if progress is not None and _names_scope(body, node.id):
+            progress = None  # events nested in the body share this scope: run it again
         execution = GraphExecution(
             self.context, body, Scope({}, self.scope.sys, self.scope, item, index),
-            scope_name=node.id, item=index, path=f"{self.path}/{node.id}[{index}]")
+            scope_name=node.id, item=index, path=f"{self.path}/{node.id}[{index}]",
+            **({"finished": progress.finished, "skipped": progress.skipped,
+                "unfinished": progress.unfinished} if progress is not None else {}))
         outcome = await execution.run()
         if outcome.status == "succeeded":
             return outcome.outputs or {}
@@ -395,6 +405,15 @@ class GraphExecution(QuestionsMixin):
         if self.scope_name is None and node_id == self.graph.nodes[self.graph.end].id:
             self.answer = (self.answer or "") + text
         self.emit(ev.NODE_CHUNK, {"node": node_id, "text": text})
+
+
+def _names_scope(graph: GraphPlan, name: str) -> bool:
+    """Whether a node of `graph`, or of a body nested in it, has the id `name`."""
+    for node in graph.nodes:
+        body = node.params.get("body") if isinstance(node.params, dict) else None
+        if node.id == name or (isinstance(body, GraphPlan) and _names_scope(body, name)):
+            return True
+    return False
 
 
 __all__ = ["STOP", "AwaitAnswer", "GraphExecution", "GraphOutcome"]

@@ -26,7 +26,9 @@ from engine import Run, compile_plan
 from engine.testing import CollectingSink, with_loop_clock
 
 from .runflows import (
+    body,
     case,
+    chain,
     cond,
     edge,
     end,
@@ -34,6 +36,7 @@ from .runflows import (
     finished,
     flow,
     if_else,
+    iteration,
     launch,
     linear,
     run,
@@ -265,3 +268,62 @@ async def test_interrupted_node_that_cannot_run_again_ends_cancelled():
     assert finished(new, "w")["data"]["status"] == "cancelled"
     assert result.nodes["w"].status == "cancelled"
     assert unended(stored + new) == []
+
+
+def iteration_flow(on_item_error="fail"):
+    each = body([{"id": "item_start", "type": "start"}, wait("slow", 0.1),
+                 template("say", "#{{index}} {{item}}"), end({"text": "{{say.text}}"})],
+                chain("item_start", "slow", "say", "end"))
+    nodes = [start({"names": "array"}),
+             iteration("each", "{{start.names}}", each, concurrency=3,
+                       on_item_error=on_item_error),
+             end({"results": "{{each.results}}"})]
+    return flow(nodes, chain("start", "each", "end"))
+
+
+def body_starts(events):
+    return {(e["item"], e["data"]["node"]) for e in events
+            if e["type"] == "node.started" and e.get("scope") == "each"}
+
+
+def body_ends(events):
+    return {(e["item"], e["data"]["node"]) for e in events
+            if e["type"] == "node.finished" and e.get("scope") == "each"}
+
+
+async def test_a_resumed_iteration_runs_only_the_items_and_body_nodes_that_had_not_finished():
+    names = [f"n{i}" for i in range(9)]
+    doc = iteration_flow()
+    run_id = str(uuid.uuid4())
+    stored = await interrupt(doc, {"names": names}, run_id,
+                             lambda events: len({i for i, node in body_ends(events)
+                                                 if node == "end"}) >= 5)
+    done_before = body_ends(stored)
+
+    result, new = await resume(doc, {"names": names}, run_id, stored)
+
+    assert result.status == "succeeded"
+    assert result.outputs == {"results": [{"text": f"#{i} n{i}"} for i in range(9)]}
+    assert not body_starts(new) & done_before  # nothing that had finished ran again
+    items_done = {i for i, node in done_before if node == "end"}
+    assert {i for i, _ in body_starts(new)} == set(range(9)) - items_done
+    assert unended(stored + new) == []
+
+
+async def test_a_failed_item_of_a_resumed_iteration_keeps_its_failure_without_running_again():
+    names = ["a", "b", "c", "d", "e"]
+    doc = iteration_flow(on_item_error="null")
+    doc["nodes"][1]["params"]["body"]["nodes"][2]["params"]["template"] = \
+        "{{item.name}}"  # a bad_path for an item that is a string: every item fails
+    run_id = str(uuid.uuid4())
+    stored = await interrupt(doc, {"names": names}, run_id,
+                             lambda events: len({i for i, node in body_ends(events)
+                                                 if node == "say"}) >= 2)
+    failed_items = {e["item"] for e in stored if e["type"] == "node.finished"
+                    and e.get("scope") == "each" and e["data"]["status"] == "failed"}
+
+    result, new = await resume(doc, {"names": names}, run_id, stored)
+
+    assert result.status == "succeeded"
+    assert failed_items and not {i for i, _ in body_starts(new)} & failed_items
+    assert result.outputs == {"results": [None] * 5}

@@ -161,3 +161,48 @@ def test_an_execution_that_ends_clears_the_count_of_deaths(settings):
     executor.wait(run.pk, 10)
     run.refresh_from_db()
     assert run.status == "succeeded" and run.unfinished_executions == 0
+
+
+def test_a_run_killed_mid_iteration_runs_only_the_items_that_had_not_finished():
+    each = {"nodes": [{"id": "item_start", "type": "start"},
+                      {"id": "pause", "type": "wait", "params": {"seconds": 0.4}},
+                      {"id": "say", "type": "template", "params": {"template": "#{{item}}"}},
+                      {"id": "end", "type": "end", "inputs": {"text": "{{say.text}}"}}],
+            "edges": [{"from": "item_start", "to": "pause"}, {"from": "pause", "to": "say"},
+                      {"from": "say", "to": "end"}]}
+    document = {"dsl": "astron/v1", "name": "Items",
+                "nodes": [{"id": "start", "type": "start"},
+                          {"id": "each", "type": "iteration",
+                           "params": {"items": [1, 2, 3, 4, 5, 6], "body": each,
+                                      "concurrency": 2}},
+                          {"id": "end", "type": "end", "inputs": {"results": "{{each.results}}"}}],
+                "edges": [{"from": "start", "to": "each"}, {"from": "each", "to": "end"}]}
+    owner = User.objects.create_user("iris")
+    flow = services.create_flow(owner, document)
+    run = Run.objects.create(owner=owner, flow=flow, document=services.documents.store_document(
+        flow.draft), inputs={})
+
+    def items_done():
+        return set(RunEvent.objects.filter(run=run, type="node.finished", data__node="end",
+                                           scope="each").values_list("item", flat=True))
+
+    worker = subprocess.Popen([sys.executable, "-c", WORKER, str(run.pk)], cwd=ROOT,
+                              env=environment_for_another_process(RUN_LEASE_S="1"),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: len(items_done()) >= 2, 30)
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+    done = items_done()
+    wait_for(lambda: Run.objects.get(pk=run.pk).lease_expires_at.timestamp() < time.time(), 5)
+    assert executor.recover_now(10) == 1
+    executor.wait(run.pk, 15)
+
+    run.refresh_from_db()
+    assert run.status == "succeeded", run.error
+    assert run.outputs == {"results": [{"text": f"#{n}"} for n in range(1, 7)]}
+    pauses = list(RunEvent.objects.filter(run=run, type="node.started", data__node="pause",
+                                          scope="each").values_list("item", flat=True))
+    assert not {item for item in done if pauses.count(item) > 1}  # 0 finished items repeated
+    assert sorted(set(pauses)) == list(range(6))
