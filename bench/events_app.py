@@ -14,11 +14,11 @@ import sys
 import time
 
 from astron.asgi import application
-from flows.execution import sink
+from flows.execution import publisher
 
 __all__ = ["application"]
 
-_publish = sink.publish
+_publish = publisher.publish
 # Block-buffered (a write per line would cost the server more than what is measured),
 # flushed at the end of each run.
 _log = open(os.environ["BENCH_PUBLISH_LOG"], "a")  # noqa: SIM115 - process-long
@@ -32,7 +32,7 @@ async def _stamped_publish(run_id, events):
     return await _publish(run_id, events)
 
 
-sink.publish = _stamped_publish
+publisher.publish = _stamped_publish
 
 
 # Per delivery to one socket: when its consumer got the batch and when it had handed the

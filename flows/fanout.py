@@ -23,7 +23,7 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 
-from flows.execution.sink import run_group
+from flows.execution.publisher import run_group
 
 logger = logging.getLogger(__name__)
 

@@ -1,8 +1,10 @@
 """The event sink of a run executing here: batches events into the database, then publishes.
 
 `emit` only appends to a buffer (the engine must never wait on I/O to emit); a flusher
-writes a batch in one transaction and, after it commits, sends the batch to the run's
-channel group, so a subscriber never sees an event that is not stored.
+writes a batch in one transaction and, after it commits, hands it to the run's publisher
+(flows/execution/publisher.py), which sends it to the run's channel group off the run's
+path: a subscriber never sees an event that is not stored, and a slow channel layer never
+holds the run back.
 
 Batches start at most once per FLUSH_DELAY_S. An event emitted after a quiet spell goes out
 at once (after the emits of the same loop turn join it): a model streaming a token every
@@ -19,11 +21,10 @@ from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
 
 from flows.errors import LeaseLost
+from flows.execution.publisher import Publisher
 from flows.services.history import store_events_cleaning_nul
-from tracing import metrics
 from tracing.logs import warn_now_and_then
 
 logger = logging.getLogger(__name__)
@@ -33,10 +34,6 @@ FLUSH_SIZE = 500
 RETRY_FIRST_S = 0.05  # after a failed store, doubling up to RETRY_MAX_S
 RETRY_MAX_S = 2.0
 RETRY_FOR_S = 10.0  # then the run stops here, before its lease lets another take it
-
-
-def run_group(run_id: Any) -> str:
-    return f"run.{run_id}"
 
 
 class DatabaseSink:
@@ -60,6 +57,7 @@ class DatabaseSink:
         self._stored = 0
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []  # (emitted count, waiter)
         self._nap: asyncio.Future[None] | None = None  # the flusher's pause between batches
+        self.publisher = Publisher(run_id)
 
     def emit(self, event: dict[str, Any]) -> None:
         if self.lost:
@@ -178,31 +176,4 @@ class DatabaseSink:
                 elif not waiter.done():
                     waiter.set_result(None)
             self._waiters = waiting
-        metrics.events_delivered(len(stored), await publish(self.run_id, stored))
-
-
-async def publish(run_id: Any, events: list[dict[str, Any]]) -> bool:
-    """Send stored events to whoever watches the run; a failure here loses nothing stored.
-    False when the channel layer refused them.
-
-    A batch MessagePack cannot carry (an integer beyond 64 bits in a node's outputs: JSON and
-    the database take it, the channel layers do not) is announced instead by the seq it
-    reaches, and the watchers read it from the database at once (flows/consumers.py)."""
-    layer = get_channel_layer()
-    if layer is None or not events:
-        return True
-    try:
-        await layer.group_send(run_group(run_id), {"type": "run.events", "events": events})
-    except (OverflowError, TypeError, ValueError):
-        try:
-            await layer.group_send(run_group(run_id), {
-                "type": "run.events", "events": [], "stored_to": events[-1]["seq"]})
-        except Exception:
-            warn_now_and_then(logger, "publish", "publishing events of run %s failed", run_id,
-                              exc_info=True)
-            return False
-    except Exception:
-        warn_now_and_then(logger, "publish", "publishing events of run %s failed", run_id,
-                          exc_info=True)
-        return False
-    return True
+        self.publisher.send(stored)

@@ -27,7 +27,7 @@ from django.test import Client
 from flows import services
 from flows.consumers import RunConsumer
 from flows.execution.executor import executor
-from flows.execution.sink import publish, run_group
+from flows.execution.publisher import publish, run_group
 from flows.fanout import run_watchers
 from flows.models import Run, RunEvent
 from flows.services.history import store_events
