@@ -227,6 +227,23 @@ class RunEvent(models.Model):
                         self.item)
 
 
+class Worker(models.Model):
+    """A process that executes runs, known by its heartbeat. When the heartbeat stops (the
+    process died), other processes take its runs over without waiting out their leases
+    (flows/services/lifecycle.py, docs/platform.md "Recovery")."""
+
+    name = models.CharField(max_length=100, primary_key=True)  # Run.lease_owner of its runs
+    started_at = models.DateTimeField(auto_now_add=True)
+    heartbeat_at = models.DateTimeField(db_index=True)
+    live_runs = models.PositiveIntegerField(default=0)  # executing there at the last beat
+
+    class Meta:
+        ordering = ["-heartbeat_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class ApiToken(models.Model):
     """An integration's key: shown once, stored as a SHA-256 hash, revocable, may expire."""
 

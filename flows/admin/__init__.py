@@ -6,10 +6,10 @@ all go through `flows.services`, like the API.
 
 from django.contrib import admin
 
-from flows.admin import flows, runs, tokens
+from flows.admin import flows, runs, tokens, workers
 
 admin.site.site_header = "Astron"
 admin.site.site_title = "Astron admin"
 admin.site.index_title = "Administration"
 
-__all__ = ["flows", "runs", "tokens"]
+__all__ = ["flows", "runs", "tokens", "workers"]

@@ -11,7 +11,8 @@ from django.db import close_old_connections
 T = TypeVar("T")
 
 
-def _fresh(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+def fresh(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call `function` on this thread's connection, made fresh first."""
     # The executor's thread lives as long as the process: drop connections that broke or
     # outlived CONN_MAX_AGE, as Django does around each request.
     close_old_connections()
@@ -20,4 +21,4 @@ def _fresh(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 async def db(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run a database function in Django's thread for sync code, from async code."""
-    return await sync_to_async(_fresh)(function, *args, **kwargs)
+    return await sync_to_async(fresh)(function, *args, **kwargs)

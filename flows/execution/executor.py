@@ -28,6 +28,7 @@ from engine.questions import Answer, AnswerRefused
 from flows.errors import LeaseLost
 from flows.execution.children import PlatformFlowRunner
 from flows.execution.database import db
+from flows.execution.heartbeat import keep_beating
 from flows.execution.sink import DatabaseSink
 from flows.execution.world import shared_world
 from flows.models import Run as RunRow
@@ -61,6 +62,9 @@ class Executor:
         self._live: dict[str, LiveRun] = {}
         self._settled: dict[str, threading.Event] = {}
         self._background: set[asyncio.Task[Any]] = set()  # referenced until done
+        # Runs stopped here because this process lost touch with the database (heartbeat.py):
+        # still leased to it, taken up again after its next beat unless another took them.
+        self._fenced: set[str] = set()
         # Serving processes look after every run (recovery, deadlines); a command that runs
         # one flow turns this off so as not to adopt runs it would abandon when it exits.
         self.maintenance = True
@@ -82,6 +86,7 @@ class Executor:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         self._loop = loop
+        self._spawn(keep_beating(self))
         if self.maintenance:
             self._spawn(self._maintain())
         ready.set()
@@ -100,6 +105,8 @@ class Executor:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            with contextlib.suppress(Exception):  # the runs interrupted here go on at once
+                await db(lifecycle.leave, self.worker)
             # Close the connections the ORM opened for this loop's database calls.
             await db(connections.close_all)
             loop.stop()
@@ -166,7 +173,9 @@ class Executor:
 
     async def _execute(self, run_id: str) -> bool:
         """Execute a claimable run until it stops; True when it should be claimed again."""
-        row = await db(lifecycle.claim, run_id, self.worker)
+        retake = run_id in self._fenced
+        self._fenced.discard(run_id)
+        row = await db(lifecycle.claim, run_id, self.worker, retake)
         if row is None:
             return False
         if row.parent_run_id is not None and row.status == RunRow.Status.RUNNING:
@@ -224,6 +233,27 @@ class Executor:
         live = self._live.get(run_id)
         if live is not None and live.task is not None:
             live.task.cancel()
+
+    @property
+    def live_runs(self) -> int:
+        """How many runs execute here now."""
+        return len(self._live)
+
+    def fence(self, reason: str) -> None:
+        """Stop every run executing here before another worker may take it over."""
+        if not self._live:
+            return
+        logger.warning("%s: stopping its %d run(s) here until it beats again", reason,
+                       len(self._live))
+        for run_id in list(self._live):
+            self._fenced.add(run_id)
+            self.stop_here(run_id)
+
+    def retake_fenced(self) -> None:
+        """Take up again the runs `fence` stopped here (unless another worker took them)."""
+        for run_id in list(self._fenced):
+            if run_id not in self._live:
+                self._spawn(self.attend(run_id))
 
     async def keep_lease(self, live: LiveRun) -> None:
         """Renew the run's lease while it executes, and apply the answers and cancel that come
@@ -311,9 +341,10 @@ class Executor:
                 logger.exception("recovering runs failed")
             await asyncio.sleep(MAINTENANCE_INTERVAL_S)
 
-    async def recover(self) -> int:
-        """Attend every run that needs a worker; the number of runs taken up."""
-        run_ids = await db(lifecycle.runs_needing_a_worker)
+    async def recover(self, gone: list[str] | tuple[str, ...] = ()) -> int:
+        """Attend every run that needs a worker (those of `gone` workers too); the number
+        of runs taken up."""
+        run_ids = await db(lifecycle.runs_needing_a_worker, gone=gone)
         taken = [str(run_id) for run_id in run_ids if str(run_id) not in self._live]
         for run_id in taken:
             self._spawn(self.attend(run_id))

@@ -30,7 +30,7 @@ from django.utils import timezone
 from engine import Plan, RunResult
 from engine.checkpoint import Checkpoint
 from flows.errors import LeaseLost, ServiceError
-from flows.models import Flow, Run
+from flows.models import Flow, Run, Worker
 from flows.services.history import parse_ts, store_events, stored_events
 from flows.services.snapshots import Snapshot, resolve
 
@@ -60,6 +60,47 @@ def lease_seconds() -> float:
 
 def lease_until() -> datetime:
     return timezone.now() + timedelta(seconds=lease_seconds())
+
+
+# A worker beats every WORKER_HEARTBEAT_S; one silent for WORKER_STALE_S is gone (it died, or
+# is paused), and its runs are taken over without waiting out their leases.
+WORKER_HEARTBEAT_S = 1.5
+WORKER_STALE_S = 6.0
+WORKER_FORGOTTEN_AFTER = timedelta(days=1)
+
+
+def beat(worker: str, live_runs: int) -> None:
+    """Say that `worker` is alive, executing `live_runs` runs."""
+    now = timezone.now()
+    if not Worker.objects.filter(name=worker).update(heartbeat_at=now, live_runs=live_runs):
+        Worker.objects.bulk_create([Worker(name=worker, heartbeat_at=now, live_runs=live_runs)],
+                                   ignore_conflicts=True)
+
+
+def gone_workers() -> list[str]:
+    """Workers whose heartbeat stopped: their runs may be claimed though their leases hold."""
+    silent = timezone.now() - timedelta(seconds=WORKER_STALE_S)
+    return list(Worker.objects.filter(heartbeat_at__lt=silent).values_list("name", flat=True))
+
+
+def forget_workers(names: list[str]) -> None:
+    """Drop the rows of gone workers that hold no run any more, and of workers silent for a
+    day whatever they held (their leases ran out long ago)."""
+    held = set(Run.objects.filter(status__in=Run.ACTIVE, lease_owner__in=names)
+               .values_list("lease_owner", flat=True))
+    Worker.objects.filter(name__in=[name for name in names if name not in held]).delete()
+    Worker.objects.filter(heartbeat_at__lt=timezone.now() - WORKER_FORGOTTEN_AFTER).delete()
+
+
+def is_gone(worker: str) -> bool:
+    silent = timezone.now() - timedelta(seconds=WORKER_STALE_S)
+    return Worker.objects.filter(name=worker, heartbeat_at__lt=silent).exists()
+
+
+def leave(worker: str) -> None:
+    """A worker stopping on purpose: its runs (interrupted) are taken over at once."""
+    Worker.objects.filter(name=worker).update(
+        heartbeat_at=timezone.now() - timedelta(seconds=WORKER_STALE_S + 1), live_runs=0)
 
 
 # -- birth ------------------------------------------------------------------------------------
@@ -98,14 +139,16 @@ def start_child(owner_id: Any, parent_run_id: Any, node: str, depth: int, slug: 
 
 # -- execution --------------------------------------------------------------------------------
 
-def claim(run_id: Any, worker: str) -> Run | None:
-    """Take a run that needs executing, unless someone else holds a live lease on it."""
+def claim(run_id: Any, worker: str, retake: bool = False) -> Run | None:
+    """Take a run that needs executing, unless another worker that is alive holds a live
+    lease on it. `retake`: the run may be leased to `worker` itself, which stopped executing
+    it when it lost touch with the database and now takes it up again."""
     run = Run.objects.filter(pk=run_id).first()
     now = timezone.now()
     if run is None or run.is_finished:
         return None
     leased = run.lease_owner and run.lease_expires_at and run.lease_expires_at > now
-    if leased:
+    if leased and not (retake and run.lease_owner == worker) and not is_gone(run.lease_owner):
         return None
     if run.status == Run.Status.WAITING and not (
             run.pending_answers or run.cancel_requested
@@ -197,13 +240,16 @@ def give_up(row: Run) -> None:
 
 # -- finding work -----------------------------------------------------------------------------
 
-def runs_needing_a_worker(limit: int = 100) -> list[Any]:
-    """Runs whose lease expired (their worker died), that were never picked up, or that
-    wait and have an answer, a cancel or a passed deadline."""
+def runs_needing_a_worker(limit: int = 100, gone: list[str] | tuple[str, ...] = ()
+                          ) -> list[Any]:
+    """Runs whose lease expired or whose worker is `gone` (it died), that were never picked
+    up, or that wait and have an answer, a cancel or a passed deadline."""
     now = timezone.now()
     grace = now - timedelta(seconds=lease_seconds())
     stale = Q(status__in=Run.ACTIVE) & (
         Q(lease_expires_at__lt=now) | Q(lease_expires_at__isnull=True, created_at__lt=grace))
+    if gone:
+        stale |= Q(status__in=Run.ACTIVE, lease_owner__in=list(gone))
     due = Q(status=Run.Status.WAITING, wake_at__lte=now)
     return list(Run.objects.filter(stale | due).order_by("created_at")
                 .values_list("pk", flat=True)[:limit])

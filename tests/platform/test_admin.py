@@ -75,6 +75,27 @@ def test_each_changelist_loads(staff_client, flow, model):
 
 
 @pytest.mark.django_db
+def test_the_workers_page_tells_the_live_from_the_gone(staff_client):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from flows.models import Worker
+
+    Worker.objects.create(name="test-worker-alive", heartbeat_at=timezone.now(), live_runs=3)
+    Worker.objects.create(name="test-worker-gone", heartbeat_at=timezone.now() - timedelta(minutes=1))
+
+    response = staff_client.get(reverse("admin:flows_worker_changelist"))
+
+    assert response.status_code == 200
+    rows = [row for row in response.content.decode().split("<tr") if "test-worker-" in row]
+    assert len(rows) == 2
+    alive = next(row for row in rows if "test-worker-alive" in row)
+    gone = next(row for row in rows if "test-worker-gone" in row)
+    assert "icon-yes" in alive and "icon-no" in gone
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize(("model", "query", "found"), [
     ("run", "?status__exact=succeeded", 2),
     ("run", "?status__exact=failed", 0),
