@@ -15,6 +15,7 @@ from engine.nodes.specs_io import IterationSpec
 from engine.values import MAX_ITEMS, type_name_of
 
 _DROPPED = object()
+YIELD_EVERY_S = 0.005
 
 
 class IterationNode(IterationSpec):
@@ -32,9 +33,16 @@ class IterationNode(IterationSpec):
         mode = params.get("on_item_error", "fail")
         results: list[Any] = [None] * len(items)
         cursor = iter(range(len(items)))
+        loop = asyncio.get_running_loop()
+        turn = [loop.time()]  # when the loop last had a turn
 
         async def work() -> None:
             for index in cursor:
+                if loop.time() - turn[0] >= YIELD_EVERY_S:
+                    # A body of pure nodes never awaits: without this, a long iteration
+                    # would hold the loop, and a cancel, renewals and every other run with it.
+                    await asyncio.sleep(0)
+                    turn[0] = loop.time()
                 try:
                     results[index] = await call.execution.run_body(
                         call.node, params["body"], items[index], index)
