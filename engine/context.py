@@ -67,12 +67,15 @@ class RunContext:
         self.segment_started = self.monotonic()
         self.depth = depth  # 0 for a top-level run, n for a child n subflows down
         self.lineage = lineage  # flow slugs from the top-level run down to this one
+        self.redact = services.redactor.value if services.redactor else None
 
     def emit(self, kind: str, data: dict[str, Any], scope: str | None = None,
              item: int | None = None) -> None:
         seq = self.next_seq
         self.next_seq = seq + 1
         self.last_ts = ts = self.clock.now()
+        if self.redact is not None:
+            data = self.redact(data)
         self.sink.emit(envelope(seq, kind, ts, self.run_id, data, scope, item))
 
     def elapsed_ms(self) -> float:

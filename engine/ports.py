@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from engine.clock import SYSTEM_CLOCK, Clock
+from engine.redaction import NO_SECRETS, Redactor
 from engine.values import DEFAULT_VALUE_MAX_BYTES
 
 
@@ -156,3 +157,4 @@ class Services:
     flows: FlowRunner | None = None
     clock: Clock = SYSTEM_CLOCK  # engine/clock.py: tests pass a virtual one
     value_max_bytes: int = DEFAULT_VALUE_MAX_BYTES  # the largest value a node may make
+    redactor: Redactor = NO_SECRETS  # secrets that never reach what a run records

@@ -269,6 +269,10 @@ class OpenAICompatibleProvider:
             message = message[:_MESSAGE_LIMIT] + "…"
         return self._scrub(message)
 
+    def secrets(self) -> tuple[str, ...]:
+        """What must never be recorded (engine/redaction.py): the key."""
+        return (self.__api_key,) if self.__api_key else ()
+
     def _scrub(self, text: str) -> str:
         key = self.__api_key
         return text.replace(key, "[redacted]") if key else text

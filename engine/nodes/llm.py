@@ -47,19 +47,25 @@ class LlmNode(LlmSpec):
         text: list[str] = []
         usage = Usage(0, 0)
         stream = provider.stream(request)
+        # A model may echo a secret (its own key): the stream is redacted as it goes, a
+        # secret split across pieces included, and so is the text the node returns.
+        redactor = call.services.redactor
+        pieces = redactor.stream() if redactor else None
         try:
             async for piece in stream:
                 if isinstance(piece, Usage):
                     usage = piece
                 elif piece:
                     text.append(piece)
-                    call.chunk(piece)
+                    call.chunk(pieces.feed(piece) if pieces is not None else piece)
+            if pieces is not None:
+                call.chunk(pieces.flush())
         finally:
             # Close the provider's stream whatever happened (error, timeout, cancel), so its
             # connection is released now rather than when the generator is collected.
             close = getattr(stream, "aclose", None)
             if close is not None:
                 await close()
-        return {"text": "".join(text),
+        return {"text": redactor.text("".join(text)) if redactor else "".join(text),
                 "usage": {"prompt_tokens": usage.prompt_tokens,
                           "completion_tokens": usage.completion_tokens}}

@@ -13,6 +13,7 @@ from django.conf import settings
 from engine.llm import providers_from_config
 from engine.net import GuardedHttpClient
 from engine.ports import CodeLimits
+from engine.redaction import NO_SECRETS, Redactor
 from engine.sandbox import ProcessSandbox, sandbox_status
 
 logger = logging.getLogger(__name__)
@@ -24,14 +25,24 @@ class World:
     sandbox: Any = None
     code_limits: CodeLimits = field(default_factory=CodeLimits)
     http: Any = None
+    redactor: Redactor = NO_SECRETS
 
 
 @cache
 def shared_world() -> World:
+    return build_world()
+
+
+def build_world() -> World:
+    """The world as the settings and the environment describe it now."""
     limits = CodeLimits(cpu_s=settings.CODE_CPU_S, memory_mb=settings.CODE_MEMORY_MB,
                         output_kb=settings.CODE_OUTPUT_KB, wall_s=settings.CODE_WALL_S)
+    providers = providers_from_config(settings.LLM_PROVIDERS, os.environ)
+    keys = [key for provider in providers.values()
+            for key in getattr(provider, "secrets", tuple)()]
     return World(
-        llm_providers=providers_from_config(settings.LLM_PROVIDERS, os.environ),
+        llm_providers=providers,
+        redactor=Redactor(keys),
         http=GuardedHttpClient(allow_hosts=settings.HTTP_ALLOW_HOSTS),
         # The pool starts its processes on first use, on the executor's loop.
         sandbox=ProcessSandbox(limits, workers=settings.CODE_WORKERS)

@@ -73,3 +73,4 @@ def test_forty_doublings_fail_too_large_and_memory_stays_bounded():
     grown_mib = (report["peak_kib"] - report["before_kib"]) / 1024
     print(f"peak memory grew {grown_mib:.1f} MiB")  # figure for docs/platform.md
     assert grown_mib < 200, f"the process grew {grown_mib:.0f} MiB"
+
