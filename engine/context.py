@@ -10,7 +10,7 @@ from typing import Any
 from engine.clock import SYSTEM_CLOCK, Clock
 from engine.events import envelope
 from engine.nodes.base import Registry
-from engine.ports import EventSink, Services
+from engine.ports import EventSink, Services, StepBudget
 from engine.values import canonical_json
 
 MAX_EVENT_VALUE = 64 * 1024
@@ -48,7 +48,7 @@ class RunContext:
     def __init__(self, run_id: str, sink: EventSink, registry: Registry, services: Services,
                  concurrency: int, max_steps: int, rng: Random, next_seq: int = 1,
                  steps: int = 0, elapsed_ms: float = 0.0, depth: int = 0,
-                 lineage: tuple[str, ...] = ()):
+                 lineage: tuple[str, ...] = (), parent: StepBudget | None = None):
         self.run_id = run_id
         self.sink = sink
         self.registry = registry
@@ -68,6 +68,9 @@ class RunContext:
         self.depth = depth  # 0 for a top-level run, n for a child n subflows down
         self.lineage = lineage  # flow slugs from the top-level run down to this one
         self.redact = services.redactor.value if services.redactor else None
+        # A child run's steps count against its parent's max_steps too (and so on up).
+        self.parent = parent
+        self._spent_by_parent = False
 
     def emit(self, kind: str, data: dict[str, Any], scope: str | None = None,
              item: int | None = None) -> None:
@@ -83,12 +86,17 @@ class RunContext:
         return round(self.elapsed_before_ms + (self.monotonic() - self.segment_started) * 1000, 3)
 
     def max_steps_error(self) -> dict[str, Any]:
-        return {"code": "max_steps", "message": f"the run used its {self.max_steps} steps",
-                "node": None, "attempt": None}
+        message = ("the parent run used its steps (a subflow's count against them)"
+                   if self._spent_by_parent else f"the run used its {self.max_steps} steps")
+        return {"code": "max_steps", "message": message, "node": None, "attempt": None}
 
     def take_step(self) -> bool:
-        """Count one attempt against `max_steps`; False when the budget is spent."""
+        """Count one attempt against `max_steps`, and the parent's; False when a budget is
+        spent."""
         if self.steps >= self.max_steps:
+            return False
+        if self.parent is not None and not self.parent.take_step():
+            self._spent_by_parent = True
             return False
         self.steps += 1
         return True

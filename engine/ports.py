@@ -124,6 +124,12 @@ class ChatProvider(Protocol):
 # -- subflows --------------------------------------------------------------------------------
 
 
+class StepBudget(Protocol):
+    """A run's step count: a child run takes each of its steps from its parent's too."""
+
+    def take_step(self) -> bool: ...
+
+
 @dataclass(slots=True)
 class ChildRunRequest:
     parent_run_id: str
@@ -134,6 +140,7 @@ class ChildRunRequest:
     inputs: dict[str, Any]
     depth: int  # the child's depth (the top-level run is 0)
     lineage: tuple[str, ...]  # slugs from the top-level flow down to the parent
+    steps: StepBudget | None = None  # the parent's: the child's steps count against it
 
 
 class FlowRunner(Protocol):

@@ -14,7 +14,7 @@ from engine.errors import run_error
 from engine.expressions import Scope
 from engine.nodes.base import Registry
 from engine.plan import Plan
-from engine.ports import EventSink, NullSink, Services
+from engine.ports import EventSink, NullSink, Services, StepBudget
 from engine.questions import Answer, AnswerRefused, check_answer
 from engine.results import RunResult
 from engine.scheduler import STOP, GraphExecution, GraphOutcome
@@ -32,7 +32,7 @@ class Run:
                  registry: Registry | None = None, services: Services | None = None,
                  rng: Any = None, resume: Checkpoint | None = None,
                  answers: list[Answer] | None = None, depth: int = 0,
-                 lineage: tuple[str, ...] | None = None):
+                 lineage: tuple[str, ...] | None = None, parent_steps: StepBudget | None = None):
         if registry is None:
             from engine.nodes import shared_default_registry
 
@@ -50,6 +50,7 @@ class Run:
         self.resume = resume
         self.answers = {answer.node: answer for answer in answers or []}
         self.depth = depth
+        self.parent_steps = parent_steps  # a child run's steps count against its parent's
         self.lineage = lineage if lineage is not None else ((flow,) if flow else ())
         self._task: asyncio.Task[Any] | None = None
         self._graph: GraphExecution | None = None
@@ -91,7 +92,7 @@ class Run:
                              settings.concurrency, settings.max_steps, self.rng,
                              next_seq=resume.next_seq, steps=resume.steps,
                              elapsed_ms=resume.elapsed_ms, depth=self.depth,
-                             lineage=self.lineage)
+                             lineage=self.lineage, parent=self.parent_steps)
         started_at = resume.started_at or context.clock.now()
         sys = {"run_id": self.run_id, "flow": self.flow, "flow_version": self.version,
                "started_at": started_at}

@@ -224,10 +224,11 @@ class GraphExecution(QuestionsMixin):
     def _run_inline(self, index: int, node: PlanNode, strategy: Any,
                     inputs: dict[str, Any]) -> None:
         context = self.context
-        if context.steps >= context.max_steps:
+        if context.parent is None and context.steps < context.max_steps:
+            context.steps += 1  # take_step, inlined: this path is most of a pure node's cost
+        elif not context.take_step():
             self.outcome = GraphOutcome("failed", error=context.max_steps_error())
             return
-        context.steps += 1
         self.started[index] = self.context.monotonic()
         self.attempts[index] = 1
         context.emit(ev.NODE_STARTED, {"node": node.id, "type": node.type, "attempt": 1,

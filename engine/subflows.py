@@ -49,7 +49,7 @@ class LocalFlowRunner:
         run_id = str(uuid.uuid4())
         services = self.services or Services(flows=self)
         child = Run(plan, request.inputs, run_id=run_id, flow=request.flow, version=number,
-                    services=services, depth=request.depth,
+                    services=services, depth=request.depth, parent_steps=request.steps,
                     lineage=(*request.lineage, request.flow),
                     sink=self.sink_for(run_id, request) if self.sink_for else None)
         result = await run_cancelling_with_parent(child)

@@ -66,12 +66,13 @@ async def _all_or_first_error(workers: list[asyncio.Task[None]]) -> None:
             worker.cancel(*interruption.args[:1])
         await asyncio.gather(*workers, return_exceptions=True)
         raise
-    failed = next((task for task in done if task.exception() is not None), None)
-    if failed is None:
+    # Every failure is retrieved (workers failing together are no "never retrieved" noise).
+    failures = [error for error in (task.exception() for task in done) if error is not None]
+    if not failures:
         return
     from engine.scheduler import STOP
 
     for worker in pending:
         worker.cancel(STOP)
     await asyncio.gather(*pending, return_exceptions=True)
-    raise failed.exception()  # type: ignore[misc]
+    raise failures[0]

@@ -29,5 +29,5 @@ class SubflowNode(SubflowSpec):
         outputs = await runner.run_child(ChildRunRequest(
             parent_run_id=call.run_id, node=call.node.id, item=call.item, flow=slug,
             version=call.params.get("version", "published"), inputs=dict(call.inputs),
-            depth=context.depth + 1, lineage=context.lineage))
+            depth=context.depth + 1, lineage=context.lineage, steps=context))
         return {"outputs": outputs}

@@ -39,6 +39,7 @@ class PlatformFlowRunner:
         lease = lifecycle.Lease(row.pk, self.executor.worker, row.lease_token)
         child = Run(plan, row.inputs, run_id=run_id, flow=request.flow,
                     version=row.version_number, depth=request.depth,
+                    parent_steps=request.steps,
                     lineage=(*request.lineage, request.flow),
                     sink=self.executor.sink_for(row, plan, lease),
                     services=self.executor.services_for(self.owner_id, run_id))

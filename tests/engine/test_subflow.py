@@ -442,3 +442,29 @@ async def test_parent_run_timeout_cancels_the_child():
     assert result.error["code"] == "run_timeout"
     await until(lambda: events_of(sinks.events(), "run.finished"), timeout=1)
     assert events_of(sinks.events(), "run.finished")[0]["data"]["status"] == "cancelled"
+
+
+# --- steps ------------------------------------------------------------------------------------
+
+
+def greet_team(max_steps):
+    doc = copy.deepcopy(load_sample("greet-team"))
+    doc["settings"] = {"max_steps": max_steps}
+    return doc
+
+
+async def test_the_steps_of_child_runs_count_against_the_parents_max_steps():
+    # 30 members: the parent's own steps are 3 + 30 × 3 = 93, its children's 30 × 3 = 90.
+    members = {"members": [f"m{i}" for i in range(30)]}
+
+    enough, _ = await run_with(LocalFlowRunner({"hello": [load_sample("hello")]}),
+                               greet_team(183), members, flow_slug="greet-team")
+    runner = LocalFlowRunner({"hello": [load_sample("hello")]})
+    short, _ = await run_with(runner, greet_team(100), members, flow_slug="greet-team")
+
+    assert enough.status == "succeeded" and enough.steps == 183
+    assert short.status == "failed"
+    assert short.error["code"] == "max_steps"
+    assert len(runner.children) < 30  # it stopped starting children when the budget ran out
+    spent = [child for _, _, child in runner.children if child.status == "failed"]
+    assert all(child.error["code"] == "max_steps" for child in spent)

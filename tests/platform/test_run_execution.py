@@ -136,6 +136,17 @@ def test_subflows_run_as_linked_child_runs(owner):
     assert all(c.lease_owner == "" for c in children)
 
 
+def test_child_runs_spend_their_parents_max_steps(owner):
+    hello = services.create_flow(owner, sample("hello"), slug="hello")
+    services.publish_flow(hello)
+    team = services.create_flow(owner, {**sample("greet-team"), "settings": {"max_steps": 100}})
+    members = [f"m{n}" for n in range(30)]  # 93 steps of its own, 90 of its children
+    run = finish(services.start_run(owner, team, {"members": members})[0])
+    assert run.status == "failed"
+    assert run.error["code"] == "max_steps"
+    assert Run.objects.filter(parent_run=run).count() < 30
+
+
 def test_a_child_of_an_unpublished_flow_fails_the_node(owner):
     services.create_flow(owner, sample("hello"), slug="hello")
     team = services.create_flow(owner, sample("greet-team"))
