@@ -124,7 +124,9 @@ def database_from_url(name: str, url: str, *, base_dir: Path, pool_max: int) -> 
     options: dict = {"pool": {"min_size": min(4, pool_max), "max_size": pool_max,
                               "timeout": POOL_TIMEOUT_S}}
     options.update(_connection_parameters(name, parts.query))  # e.g. ?sslmode=require
-    return {**database, "PORT": str(database["PORT"] or ""), "OPTIONS": options}
+    # Django's backend, with each pooled connection checked as it is taken (see there).
+    return {**database, "ENGINE": "astron.postgresql", "PORT": str(database["PORT"] or ""),
+            "OPTIONS": options}
 
 
 # libpq connection parameters a DATABASE_URL may carry (?sslmode=require&…); anything else

@@ -131,7 +131,7 @@ def test_postgres_url_uses_psycopg_with_djangos_pool():
         pool_max=7,
     )
 
-    assert database["ENGINE"] == "django.db.backends.postgresql"
+    assert database["ENGINE"] == "astron.postgresql"
     assert (database["NAME"], database["USER"], database["PASSWORD"]) == (
         "astron",
         "astron",

@@ -437,7 +437,7 @@ def traced_queries(spans):
     restart_pools()  # no traced connection outlives the test
 
 
-@pytest.mark.skipif(settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql",
+@pytest.mark.skipif(settings.DATABASES["default"]["ENGINE"] != "astron.postgresql",
                     reason="psycopg spans need PostgreSQL")
 @pytest.mark.django_db(transaction=True)
 def test_queries_nest_under_the_request_and_the_run(traced_queries, api, owner):
