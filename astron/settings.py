@@ -253,6 +253,8 @@ RUN_MAX_RECOVERIES = env_int("RUN_MAX_RECOVERIES", 3, minimum=1, maximum=1000)
 # The largest value a node may render or produce, as JSON (docs/dsl.md §3 rule 7).
 RUN_VALUE_MAX_BYTES = env_int("RUN_VALUE_MAX_BYTES", 4 * 1024 * 1024, minimum=1024,
                               maximum=1024 * 1024 * 1024)
+# The most a run's nodes may record (their outputs as JSON); past it a node fails too_large.
+RUN_STORED_MAX_MB = env_int("RUN_STORED_MAX_MB", 256, minimum=1, maximum=1024 * 1024)
 API_RATE = env_rate("API_RATE", "1200/minute")
 HTTP_ALLOW_HOSTS = http_allow_hosts("HTTP_ALLOW_HOSTS", env_list("HTTP_ALLOW_HOSTS"))
 CODE_WORKERS = env_int("CODE_WORKERS", 2, minimum=0, maximum=64)

@@ -71,6 +71,10 @@ class RunContext:
         # A child run's steps count against its parent's max_steps too (and so on up).
         self.parent = parent
         self._spent_by_parent = False
+        # What the run's nodes recorded (their outputs, as compact JSON), against
+        # RUN_STORED_MAX_MB: counted as nodes end, and as a resume replays them.
+        self.stored_bytes = 0
+        self.stored_max_bytes = services.stored_max_bytes
 
     def emit(self, kind: str, data: dict[str, Any], scope: str | None = None,
              item: int | None = None) -> None:
@@ -80,6 +84,15 @@ class RunContext:
         if self.redact is not None:
             data = self.redact(data)
         self.sink.emit(envelope(seq, kind, ts, self.run_id, data, scope, item))
+
+    def record(self, size: int) -> str | None:
+        """Count `size` bytes more of recorded values, or say why they would be too much
+        (and count nothing: the node that would have recorded them fails instead)."""
+        if self.stored_bytes + size > self.stored_max_bytes:
+            return (f"the run's recorded values would exceed RUN_STORED_MAX_MB "
+                    f"({self.stored_max_bytes:,} bytes)")
+        self.stored_bytes += size
+        return None
 
     def elapsed_ms(self) -> float:
         """Executing time of the run so far (time spent paused is not counted)."""

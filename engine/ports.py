@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from engine.clock import SYSTEM_CLOCK, Clock
 from engine.redaction import NO_SECRETS, Redactor
-from engine.values import DEFAULT_VALUE_MAX_BYTES
+from engine.values import DEFAULT_STORED_MAX_BYTES, DEFAULT_VALUE_MAX_BYTES
 
 
 class EventSink(Protocol):
@@ -164,4 +164,5 @@ class Services:
     flows: FlowRunner | None = None
     clock: Clock = SYSTEM_CLOCK  # engine/clock.py: tests pass a virtual one
     value_max_bytes: int = DEFAULT_VALUE_MAX_BYTES  # the largest value a node may make
+    stored_max_bytes: int = DEFAULT_STORED_MAX_BYTES  # the most a run's nodes may record
     redactor: Redactor = NO_SECRETS  # secrets that never reach what a run records

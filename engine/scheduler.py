@@ -22,7 +22,7 @@ from engine.nodes.base import NodeCall
 from engine.plan import GraphPlan, PlanNode
 from engine.questions import Answer, OpenQuestion, QuestionsMixin
 from engine.results import NodeResult
-from engine.values import oversize
+from engine.values import measure
 
 # The message of a cancellation by the run itself (cancel, time limit, a failed node): the
 # interrupted nodes are recorded as cancelled. Any other cancellation is an interruption
@@ -246,10 +246,13 @@ class GraphExecution(QuestionsMixin):
             self._complete(index, None, NodeError("internal_error",
                                                   f"{type(error).__name__}: {error}"), 1, inputs)
             return
-        if node.on_error == "branch" or index == self.graph.end:
-            self._complete(index, outputs, None, 1, inputs)
+        # A pure node's values were bounded as it made them; what remains is the run's budget.
+        size, over = measure(outputs, context.stored_max_bytes - context.stored_bytes)
+        if over is not None or node.on_error == "branch" or index == self.graph.end:
+            self._complete(index, outputs, None, 1, inputs)  # measures again, decides
             return
         # The common case, inlined: this path is most of a pure node's cost.
+        context.stored_bytes += size
         elapsed = round((context.monotonic() - self.started[index]) * 1000, 3)
         node_id = node.id
         self.scope.outputs[node_id] = outputs
@@ -292,8 +295,12 @@ class GraphExecution(QuestionsMixin):
                   attempts: int, inputs: dict[str, Any]) -> None:
         node = self.graph.nodes[index]
         handle = None
-        if error is None and (problem := oversize(outputs, self.scope.max_bytes)):
-            error, outputs = NodeError("too_large", f"the node's outputs are {problem}"), None
+        if error is None:
+            size, problem = measure(outputs, self.scope.max_bytes)
+            if problem is not None:
+                error, outputs = NodeError("too_large", f"the node's outputs are {problem}"), None
+            elif (problem := self.context.record(size)) is not None:
+                error, outputs = NodeError("too_large", problem), None
         if error is None:
             assert outputs is not None
             status, mode = "succeeded", "plain"
@@ -345,6 +352,7 @@ class GraphExecution(QuestionsMixin):
         node = self.graph.nodes[index]
         self.results[node.id] = result
         self.scope.outputs[node.id] = result.outputs
+        self.context.stored_bytes += measure(result.outputs, self.context.stored_max_bytes)[0]
         if result.status == "failed":
             self.outcome = GraphOutcome("failed", error=result.error)
         elif index == self.graph.end:

@@ -12,6 +12,7 @@ TYPE_NAMES = ("string", "integer", "number", "boolean", "object", "array", "any"
 
 
 DEFAULT_VALUE_MAX_BYTES = 4 * 1024 * 1024  # docs/dsl.md §3: a value a node makes, as JSON
+DEFAULT_STORED_MAX_BYTES = 256 * 1024 * 1024  # docs/dsl.md §3: the values a run records
 MAX_ITEMS = 100_000  # the most items an iteration takes
 MAX_VALUE_DEPTH = 64  # as deep as a document may nest (docs/dsl.md §1)
 
@@ -31,6 +32,12 @@ def oversize(value: Any, limit: int, max_depth: int = MAX_VALUE_DEPTH) -> str | 
     deeper than `max_depth`), or None. Walks only as far as needed: a 4 MiB limit is decided
     without building the text. Text counts by characters (a lower bound of its UTF-8
     bytes), so a value within the limit is never refused."""
+    return measure(value, limit, max_depth)[1]
+
+
+def measure(value: Any, limit: int, max_depth: int = MAX_VALUE_DEPTH) -> tuple[int, str | None]:
+    """`value`'s size as compact JSON (counted as oversize() does), and why it is too large
+    to keep, or None. Past the limit the walk stops: the size is then only `limit` + 1."""
     budget = limit
     stack = [(value, 1)]
     while stack:
@@ -39,7 +46,7 @@ def oversize(value: Any, limit: int, max_depth: int = MAX_VALUE_DEPTH) -> str | 
             budget -= len(item) + 2
         elif isinstance(item, dict | list | tuple):
             if depth > max_depth:
-                return f"nested deeper than {max_depth} levels"
+                return limit - budget, f"nested deeper than {max_depth} levels"
             budget -= 1 + max(len(item), 1)  # brackets and commas
             if isinstance(item, dict):
                 for key, inner in item.items():
@@ -52,8 +59,8 @@ def oversize(value: Any, limit: int, max_depth: int = MAX_VALUE_DEPTH) -> str | 
         else:
             budget -= 5 if item is False else len(repr(item))
         if budget < 0:
-            return f"larger than {limit:,} bytes as JSON (RUN_VALUE_MAX_BYTES)"
-    return None
+            return limit - budget, f"larger than {limit:,} bytes as JSON (RUN_VALUE_MAX_BYTES)"
+    return limit - budget, None
 
 
 def render_text(value: Any) -> str:

@@ -329,6 +329,7 @@ class Executor:
         return Services(llm_providers=world.llm_providers, sandbox=world.sandbox,
                         code_limits=world.code_limits, http=world.http,
                         value_max_bytes=settings.RUN_VALUE_MAX_BYTES,
+                        stored_max_bytes=settings.RUN_STORED_MAX_MB * 2**20,
                         redactor=world.redactor,
                         flows=PlatformFlowRunner(self, owner_id, run_id))
 

@@ -124,3 +124,69 @@ async def test_outputs_nested_600_deep_fail_too_large_instead_of_crashing_a_late
     result, _ = await run(doc, registry=registry)
     assert result.error["code"] == "too_large" and result.error["node"] == "deep"
     assert "deeper than 64" in result.error["message"]
+
+
+# -- what a run records in all (RUN_STORED_MAX_MB) ------------------------------------------
+
+def hundreds_flow(count: int) -> dict:
+    """`count` templates in a chain, each rendering 100 characters (104 bytes of outputs:
+    {"text":"…"} is 11 more, counted as compact JSON)."""
+    ids = [f"t{i}" for i in range(1, count + 1)]
+    nodes = [start(), *(template(i, "x" * 100) for i in ids), end({})]
+    return flow(nodes, chain("start", *ids, "end"))
+
+
+async def test_the_node_that_would_cross_the_runs_budget_fails_too_large():
+    # Each template records 111 bytes; 5 fit in 600, the sixth would cross it.
+    result, events = await run(hundreds_flow(8), services=Services(stored_max_bytes=600))
+
+    assert result.status == "failed"
+    assert result.error["code"] == "too_large" and result.error["node"] == "t6"
+    assert "RUN_STORED_MAX_MB" in result.error["message"]
+    assert [finished(events, f"t{i}")["data"]["status"] for i in range(1, 6)] == \
+        ["succeeded"] * 5
+    assert "t7" not in result.nodes
+
+
+async def test_within_the_budget_the_same_flow_succeeds():
+    result, _ = await run(hundreds_flow(8), services=Services(stored_max_bytes=8 * 111 + 64))
+    assert result.status == "succeeded"
+
+
+async def test_an_iterations_items_count_against_the_runs_budget():
+    graph = body([node("bstart", "start"), template("pad", "y" * 100), end({"v": "{{pad.text}}"})],
+                 chain("bstart", "pad", "end"))
+    doc = flow([start({"items": "array"}), iteration("each", "{{start.items}}", graph),
+                end({"r": "{{each.results}}"})], chain("start", "each", "end"))
+
+    result, _ = await run(doc, {"items": list(range(50))},
+                          services=Services(stored_max_bytes=2000))
+
+    assert result.error["code"] == "too_large" and result.error["node"] == "each"
+    assert "RUN_STORED_MAX_MB" in result.error["message"]
+
+
+async def test_on_error_default_recovers_from_a_spent_budget():
+    doc = hundreds_flow(3)
+    doc["nodes"][3].update(on_error="default", default={"text": "budget spent"})
+    result, _ = await run(doc, services=Services(stored_max_bytes=250))
+    assert result.status == "succeeded"
+    assert result.nodes["t3"].status == "recovered"
+    assert result.nodes["t3"].outputs == {"text": "budget spent"}
+
+
+async def test_a_resumed_run_counts_what_it_replays():
+    from engine import Checkpoint, Run, compile_plan
+    from engine.testing import CollectingSink, with_loop_clock
+
+    doc = hundreds_flow(4)
+    _, events = await run(doc, run_id="r1")
+    through_t3 = events[:events.index(finished(events, "t3")) + 1]
+    sink = CollectingSink()
+    resumed = Run(compile_plan(doc), {}, sink=sink, run_id="r1",
+                  resume=Checkpoint.from_events(through_t3),
+                  services=with_loop_clock(Services(stored_max_bytes=400)))
+    result = await resumed.execute()
+
+    # t1–t3 are replayed (333 bytes), so t4 crosses 400 although it alone would not.
+    assert result.error["code"] == "too_large" and result.error["node"] == "t4"

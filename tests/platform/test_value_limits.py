@@ -1,6 +1,7 @@
 """One ordinary user cannot exhaust a serving process's memory: a flow whose templates double
 their text 40 times (64 bytes · 2^40) fails `too_large` at the node that crosses
-RUN_VALUE_MAX_BYTES, in a process whose peak memory stays small (docs/dsl.md §3 rule 7)."""
+RUN_VALUE_MAX_BYTES, in a process whose peak memory stays small; and a run that records more than
+RUN_STORED_MAX_MB in all fails at the node that crosses it (docs/dsl.md §3 rule 7)."""
 
 from __future__ import annotations
 
@@ -74,3 +75,27 @@ def test_forty_doublings_fail_too_large_and_memory_stays_bounded():
     print(f"peak memory grew {grown_mib:.1f} MiB")  # figure for docs/platform.md
     assert grown_mib < 200, f"the process grew {grown_mib:.0f} MiB"
 
+
+
+def test_a_run_past_RUN_STORED_MAX_MB_fails_too_large_at_the_node_that_crosses_it():
+    owner = User.objects.create_user("hoarder")
+    services.create_flow(owner, doubling_document(20), slug="hoard")
+    # What the run records, node by node, as compact JSON: the first node past 1 MiB fails
+    # (each text is within RUN_VALUE_MAX_BYTES; together they are not).
+    recorded = len(json.dumps({"s": "x" * 64}, separators=(",", ":")))
+    crossing = None
+    for i in range(1, 21):
+        recorded += len(json.dumps({"text": "x" * (64 * 2**i)}, separators=(",", ":")))
+        if recorded > 2**20:
+            crossing = f"t{i}"
+            break
+
+    done = subprocess.run([sys.executable, "-c", EXECUTE, "hoarder", "hoard"], cwd=ROOT,
+                          env=environment_for_another_process(RUN_STORED_MAX_MB="1"),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+
+    assert report["status"] == "failed"
+    assert report["error"]["code"] == "too_large" and report["error"]["node"] == crossing
+    assert "RUN_STORED_MAX_MB" in report["error"]["message"]
