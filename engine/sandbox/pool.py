@@ -1,7 +1,9 @@
 """`ProcessSandbox`: the CodeSandbox port, a small pool of warm sandbox processes.
 
 Each job takes one idle process; with none idle it waits for one being started, and starts
-one itself while the pool is below its size. A process that misbehaved (timeout, a limit,
+one itself while the pool is below its size. Jobs wait for a process by tenant (the run's
+owner, through `for_tenant`): a freed process goes to the tenant holding the fewest, so
+one owner's burst of code nodes never queues another owner's (engine/sandbox/fair.py). A process that misbehaved (timeout, a limit,
 a crash, anything left behind, a cancelled job) is killed and a fresh one started at once,
 so the next job finds a warm process again.
 """
@@ -14,6 +16,7 @@ from typing import Any
 
 from engine.errors import NodeError
 from engine.ports import CodeLimits, CodeOutcome
+from engine.sandbox.fair import FairSlots
 from engine.sandbox.isolation import Isolation, choose_isolation
 from engine.sandbox.outcome import encode_job, payload_cap, read_outcome
 from engine.sandbox.worker import Worker, WorkerLost
@@ -38,7 +41,7 @@ class ProcessSandbox:
         self._choice = isolation
         self._isolation: Isolation | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._slots = asyncio.Semaphore(self.workers)
+        self._slots = FairSlots(self.workers)
         self._idle: list[Worker] = []
         self._busy: set[Worker] = set()
         self._warming: set[asyncio.Task[Worker]] = set()
@@ -65,13 +68,18 @@ class ProcessSandbox:
         self._replenish()
         await asyncio.gather(*self._warming, return_exceptions=True)
 
-    async def run(self, code: str, inputs: dict[str, Any], limits: CodeLimits) -> CodeOutcome:
+    def for_tenant(self, tenant: str) -> TenantSandbox:
+        """This pool as one tenant's CodeSandbox: its jobs get that tenant's fair share."""
+        return TenantSandbox(self, tenant)
+
+    async def run(self, code: str, inputs: dict[str, Any], limits: CodeLimits,
+                  tenant: str = "") -> CodeOutcome:
         await self._prepare()
         try:
             body = encode_job(code, inputs, limits)
         except (TypeError, ValueError) as error:
             return _error("code_error", f"the inputs cannot be sent to the sandbox: {error}")
-        async with self._slots:
+        async with self._slots.held(tenant):
             try:
                 worker = await self._take()
             except (WorkerLost, OSError) as error:
@@ -135,7 +143,7 @@ class ProcessSandbox:
             worker.kill()
         self._idle, self._busy, self._warming, self._reaping = [], set(), set(), set()
         self._claimed = 0
-        self._slots = asyncio.Semaphore(self.workers)
+        self._slots = FairSlots(self.workers)
 
     def _replenish(self) -> None:
         """Start processes until the pool has its size (idle, busy and starting together)."""
@@ -200,6 +208,18 @@ class ProcessSandbox:
         task = asyncio.get_running_loop().create_task(worker.wait_closed())
         self._reaping.add(task)
         task.add_done_callback(self._reaping.discard)
+
+
+class TenantSandbox:
+    """The CodeSandbox port for one tenant's runs, on a shared ProcessSandbox."""
+
+    __slots__ = ("pool", "tenant")
+
+    def __init__(self, pool: ProcessSandbox, tenant: str) -> None:
+        self.pool, self.tenant = pool, tenant
+
+    async def run(self, code: str, inputs: dict[str, Any], limits: CodeLimits) -> CodeOutcome:
+        return await self.pool.run(code, inputs, limits, tenant=self.tenant)
 
 
 def _error(code: str, message: str) -> CodeOutcome:

@@ -326,7 +326,9 @@ class Executor:
 
     def services_for(self, owner_id: Any, run_id: str) -> Services:
         world = shared_world()
-        return Services(llm_providers=world.llm_providers, sandbox=world.sandbox,
+        # Code nodes share the process's sandbox pool, each owner with a fair share of it.
+        sandbox = world.sandbox.for_tenant(str(owner_id)) if world.sandbox is not None else None
+        return Services(llm_providers=world.llm_providers, sandbox=sandbox,
                         code_limits=world.code_limits, http=world.http,
                         value_max_bytes=settings.RUN_VALUE_MAX_BYTES,
                         stored_max_bytes=settings.RUN_STORED_MAX_MB * 2**20,
