@@ -17,7 +17,8 @@ after another for a fixed time, over its own pooled httpx connection:
   each a node with side effects, whose start waits until the events before it are stored.
 
 Columns: runs/s (requests answered per second over the row), p50/p99 latency, timeouts
-(a `wait` answered with a run not yet final), errors (any answer but 2xx), and `final`:
+(a `wait` answered with a run not yet final), errors (any answer but 2xx) and what they were
+(`refused`: status codes, or the client's exception), and `final`:
 whether every run the row started was final afterwards (nothing lost). The clients share
 the machine's two cores with the server: the figures are what one machine gives, not the
 server alone.
@@ -81,6 +82,7 @@ async def drive(base: str, key: str, flow: str, clients: int, wait: bool,
     latencies: list[float] = []
     run_ids: list[str] = []
     timeouts = errors = 0
+    refused: dict[str, int] = {}  # what the errors were: status codes, or the transport's
     deadline = time.monotonic() + seconds
 
     async def client() -> None:
@@ -91,12 +93,15 @@ async def drive(base: str, key: str, flow: str, clients: int, wait: bool,
                 started = time.monotonic()
                 try:
                     answer = await http.post(f"/api/flows/{flow}/runs/", json=body)
-                except httpx.HTTPError:
+                except httpx.HTTPError as error:
                     errors += 1
+                    refused[type(error).__name__] = refused.get(type(error).__name__, 0) + 1
                     continue
                 latencies.append(time.monotonic() - started)
                 if answer.status_code // 100 != 2:
                     errors += 1
+                    status = str(answer.status_code)
+                    refused[status] = refused.get(status, 0) + 1
                     continue
                 run = answer.json()
                 run_ids.append(run["id"])
@@ -110,7 +115,9 @@ async def drive(base: str, key: str, flow: str, clients: int, wait: bool,
     return {"runs": len(run_ids), "runs_per_s": round(len(latencies) / elapsed, 1),
             "p50_ms": round(percentile(latencies, 50) * 1000, 1),
             "p99_ms": round(percentile(latencies, 99) * 1000, 1),
-            "timeouts": timeouts, "errors": errors, "final": final}
+            "timeouts": timeouts, "errors": errors,
+            "refused": " ".join(f"{n}×{what}" for what, n in sorted(refused.items())) or "-",
+            "final": final}
 
 
 async def all_final(base: str, key: str, run_ids: list[str], patience_s: float = 60) -> bool:
@@ -171,7 +178,7 @@ def main() -> None:
                              "flow": row["flow"], "clients": row["clients"],
                              "wait": row["wait"], "seconds": seconds, **result})
     report("throughput", rows, ["database", "flow", "clients", "wait", "runs", "runs_per_s",
-                                "p50_ms", "p99_ms", "timeouts", "errors", "final"])
+                                "p50_ms", "p99_ms", "timeouts", "errors", "refused", "final"])
 
 
 if __name__ == "__main__":

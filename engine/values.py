@@ -38,6 +38,15 @@ def oversize(value: Any, limit: int, max_depth: int = MAX_VALUE_DEPTH) -> str | 
 def measure(value: Any, limit: int, max_depth: int = MAX_VALUE_DEPTH) -> tuple[int, str | None]:
     """`value`'s size as compact JSON (counted as oversize() does), and why it is too large
     to keep, or None. Past the limit the walk stops: the size is then only `limit` + 1."""
+    if type(value) is dict:  # most outputs: an object of a few texts, measured in one pass
+        size = 1 + max(len(value), 1)
+        for key, inner in value.items():
+            if type(inner) is not str:
+                break
+            size += len(key) + len(inner) + 5  # two pairs of quotes and a colon
+        else:
+            if size <= limit:
+                return size, None
     budget = limit
     stack = [(value, 1)]
     while stack:

@@ -85,6 +85,7 @@ async def test_an_iteration_over_too_many_items_fails_before_any_item_starts():
     ("abc", 5, False), ("abcd", 5, True), ({"a": [1, 2]}, 11, False), ({"a": [1, 2]}, 10, True),
     ([None, True, False], 17, False), ([None, True, False], 16, True), ([[[]]] * 3, 16, False),
     ([[[]]] * 3, 15, True), ({}, 2, False), ([], 1, True), (1.5, 3, False),
+    ({"a": "xy", "b": ""}, 17, False), ({"a": "xy", "b": ""}, 16, True),
 ])
 def test_json_size_matches_compact_json(value, limit, over):
     import json
