@@ -8,7 +8,10 @@ profiler stays off (it would slow every sampled request several times over).
 
 from __future__ import annotations
 
+import random
 from typing import Any
+
+from django.conf import settings
 
 MIDDLEWARE = "silk.middleware.SilkyMiddleware"
 BODY_LIMIT = 1024  # bytes of request and response bodies kept per recorded request
@@ -16,6 +19,20 @@ BODY_LIMIT = 1024  # bytes of request and response bodies kept per recorded requ
 
 def staff_only(user: Any) -> bool:
     return bool(user is not None and user.is_active and user.is_staff)
+
+
+def recordable(request: Any) -> bool:
+    """Whether silk records this request: a sample of SILK_INTERCEPT_PERCENT, and never one
+    with a NUL character in its path or body. Silk stores both as text, which PostgreSQL
+    refuses with a NUL in it: the request would answer 500 instead of its own 400 or 404."""
+    if random.random() * 100 >= settings.SILKY_INTERCEPT_PERCENT:
+        return False
+    if "\x00" in request.path:
+        return False
+    try:
+        return b"\x00" not in request.body
+    except Exception:  # a body too large to read: the request is refused without silk
+        return False
 
 
 def silk_settings(installed_apps: list[str], middleware: list[str],
@@ -28,6 +45,7 @@ def silk_settings(installed_apps: list[str], middleware: list[str],
         "INSTALLED_APPS": [*installed_apps, "silk"],
         "MIDDLEWARE": [*middleware[:position], MIDDLEWARE, *middleware[position:]],
         "SILKY_INTERCEPT_PERCENT": intercept_percent,
+        "SILKY_INTERCEPT_FUNC": recordable,  # samples by the percentage itself
         "SILKY_AUTHENTICATION": True,  # /silk/ needs a login…
         "SILKY_AUTHORISATION": True,  # …of a staff user
         "SILKY_PERMISSIONS": staff_only,
