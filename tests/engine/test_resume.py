@@ -1,14 +1,10 @@
 """Resuming an interrupted run from its stored events (docs/architecture.md: node results are
 checkpoints; after a crash the run continues from the last finished nodes).
 
-NOTE - THE RESUME API IS NOT FINAL. These tests are written against the intended API:
-
     from engine import Checkpoint
     Run(plan, inputs, resume=Checkpoint.from_events(events))
 
-where `events` are the stored events of an interrupted run. Until `engine.Checkpoint` exists
-the whole module is skipped (not failed); adjust the two helpers `interrupt` and `resume`
-below if the final API differs.
+where `events` are the stored events of an interrupted run.
 
 An interruption is simulated the way a dying process looks to the engine: the asyncio task
 running `run.execute()` is cancelled from outside (`task.cancel()`, not `run.cancel()`), so
@@ -47,11 +43,9 @@ from .runflows import (
     wait,
 )
 
-Checkpoint = getattr(engine, "Checkpoint", None)
+Checkpoint = engine.Checkpoint
 
-pytestmark = [pytest.mark.virtual_time, pytest.mark.skipif(
-    Checkpoint is None, reason="engine.Checkpoint (resume API, not final) is not implemented yet"
-)]
+pytestmark = pytest.mark.virtual_time
 
 
 async def interrupt(doc, inputs, run_id, when):
