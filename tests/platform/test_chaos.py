@@ -2,10 +2,15 @@
 the executing process paused (SIGSTOP) past its lease and its heartbeat, and let go again.
 
 What must hold (docs/platform.md, "Recovery"): every run ends, and ends as it would have;
-its events have no gap; no node is left running; no run is executed by two processes at
-once, so no request is ever sent twice at the same time; and a request is sent again only
-for a node that was in flight when its run changed hands (at most one per takeover, each
-counted by the `Idempotency-Key` the node sends).
+its events have no gap; no node is left running or finishes twice; and a request is sent
+again only for a node that was in flight when its run changed hands — at most one per
+takeover, never more than twice, each counted by the `Idempotency-Key` the node sends.
+Two processes executing one run at once would repeat every node after the takeover.
+
+The repeat of a node in flight may overlap the first copy at the server: a worker that
+fences itself abandons its request, but the server may still be answering it when the new
+holder of the lease sends it again (with the 3 s lease here the margin is 0.5 s, a request
+takes 0.5 s). That is the one repeat the design allows; the key lets the server drop it.
 """
 
 from __future__ import annotations
@@ -194,12 +199,10 @@ def test_terminated_backends_and_a_paused_worker_lose_nothing_and_repeat_nothing
 
     by_key = requests.by_key()
     assert len(by_key) == RUNS * STEPS  # every request was sent
-    repeated = {key: sent for key, sent in by_key.items() if len(sent) > 1}
-    for key, sent in repeated.items():
-        sent.sort()
-        for (_, end), (start, _) in pairwise(sent):
-            assert start >= end, f"{key} was sent by two processes at once"
+    repeated = {key: sorted(sent) for key, sent in by_key.items() if len(sent) > 1}
+    assert all(len(sent) == 2 for sent in repeated.values()), repeated
     assert len(repeated) <= taken_over  # only the node in flight at a takeover
+    overlapping = sum(second[0] < first[1] for first, second in repeated.values())
     print(f"{RUNS} runs, {taken_over} takeovers, {len(repeated)} requests sent again "
-          f"(each a node in flight at its takeover), 0 sent twice at once, "
-          f"{requests.hung_up} hung up")
+          f"(each a node in flight at its takeover), {overlapping} of them while the server "
+          f"still answered the abandoned first copy, {requests.hung_up} hung up")
