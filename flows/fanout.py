@@ -21,9 +21,13 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 
+from engine import events as ev
+from flows.execution.database import give_back_connection
 from flows.execution.publisher import run_group
+from flows.services import lifecycle
 
 logger = logging.getLogger(__name__)
 
@@ -122,3 +126,47 @@ def run_watchers() -> RunWatchers:
     if hub is None:
         hub = _hubs[loop] = RunWatchers()
     return hub
+
+
+def _settled_now(run_id: str) -> bool:
+    try:
+        return lifecycle.is_settled(run_id)
+    finally:
+        give_back_connection()  # a waiter holds no connection while it waits
+
+
+async def until_settled_elsewhere(run_id: str) -> None:
+    """Return once the run, executed by another process, settles: its group carries its
+    `run.finished` event or its executor's pause announcement (`announce_pause`). Its state
+    is read once after joining (it may have settled before), and again when the group only
+    announces how far events are stored (what it did not send may hold the end)."""
+    loop = asyncio.get_running_loop()
+    news: asyncio.Future[None] = loop.create_future()
+    checks: set[asyncio.Task[None]] = set()
+
+    async def check() -> None:
+        if await sync_to_async(_settled_now)(run_id) and not news.done():
+            news.set_result(None)
+
+    def deliver(message: dict[str, Any]) -> None:
+        if news.done():
+            return
+        if message.get("paused") or any(event["type"] == ev.RUN_FINISHED
+                                         for event in message.get("events", ())):
+            news.set_result(None)
+        elif message.get("stored_to"):
+            task = loop.create_task(check())
+            checks.add(task)
+            task.add_done_callback(checks.discard)
+
+    watchers = run_watchers()
+    key = id(news)
+    await watchers.join(run_id, key, deliver)
+    try:
+        await check()
+        await news
+    finally:
+        for task in checks:
+            task.cancel()
+        await watchers.leave(run_id, key)
+

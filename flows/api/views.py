@@ -28,6 +28,7 @@ from flows import services
 from flows.api import serializers as s
 from flows.api.filters import FlowFilter, RunFilter
 from flows.api.pagination import HighestVersionFirst
+from flows.api.waiting import wait_later, waiting
 from flows.errors import ServiceError
 from flows.models import Flow, FlowVersion, Run, RunEvent
 
@@ -171,14 +172,19 @@ class FlowRuns(APIView):
             request.user, flow, body.get("inputs", {}), version=body.get("version"),
             idempotency_key=request.headers.get("Idempotency-Key"),
             fingerprint=services.request_fingerprint({"flow": slug, "body": request.data}))
+        answer = status.HTTP_201_CREATED if created else status.HTTP_200_OK
         if body.get("wait"):
-            services.wait_for_run(run, body["wait"])
+            wait_later(request, run.pk, body["wait"])  # then the run as it is (waiting.py)
+            return Response(None, status=answer)
         # The run as it was just created (queued, no node yet) needs no reading back.
-        just_created = created and not body.get("wait")
-        if not just_created:
+        if not created:
             run = services.run_of(request.user, run.pk)
-        return Response(s.RunDetailSerializer(run, context={"just_created": just_created}).data,
-                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        return Response(s.RunDetailSerializer(run, context={"just_created": created}).data,
+                        status=answer)
+
+    @classmethod
+    def as_view(cls, **initkwargs):
+        return waiting(super().as_view(**initkwargs))
 
 
 class RunList(generics.ListAPIView):

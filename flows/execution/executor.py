@@ -29,6 +29,8 @@ from flows.errors import LeaseLost
 from flows.execution.children import PlatformFlowRunner
 from flows.execution.database import db
 from flows.execution.heartbeat import keep_beating
+from flows.execution.publisher import announce_pause
+from flows.execution.settling import Settlements
 from flows.execution.sink import DatabaseSink
 from flows.execution.world import shared_world
 from flows.models import Run as RunRow
@@ -60,7 +62,7 @@ class Executor:
         self._thread: threading.Thread | None = None
         self._guard = threading.Lock()
         self._live: dict[str, LiveRun] = {}
-        self._settled: dict[str, threading.Event] = {}
+        self.settlements = Settlements()  # who waits here for which run to settle
         self._background: set[asyncio.Task[Any]] = set()  # referenced until done
         # Runs stopped here because this process lost touch with the database (heartbeat.py):
         # still leased to it, taken up again after its next beat unless another took them.
@@ -146,13 +148,38 @@ class Executor:
         return future.result(timeout)
 
     def wait(self, run_id: Any, timeout: float) -> None:
-        """Block until the run finishes or waits for a person, or `timeout` passes."""
-        event = self._settled.setdefault(str(run_id), threading.Event())
+        """Block until the run finishes or waits for a person, or `timeout` passes (sync
+        callers: commands and tests; it reads the run's state every 0.1 s besides)."""
+        event = threading.Event()
+        unwatch = self.settlements.watch(str(run_id), lambda _: event.set(), recent=False)
         deadline = timezone.now() + timedelta(seconds=timeout)
-        while timezone.now() < deadline:
-            if event.wait(0.1) or lifecycle.is_settled(run_id):
-                break
-        self._settled.pop(str(run_id), None)
+        try:
+            while timezone.now() < deadline:
+                if event.wait(0.1) or lifecycle.is_settled(run_id):
+                    break
+        finally:
+            unwatch()
+
+    async def until_settled(self, run_id: Any, timeout: float) -> str | None:
+        """Wait until a run just started here settles (SETTLED: it finished, or waits for a
+        person) or moves to another process (MOVED: this one lost its lease); None after
+        `timeout`. Holds no thread and no database connection meanwhile."""
+        loop = asyncio.get_running_loop()
+        news: asyncio.Future[str] = loop.create_future()
+
+        def tell(what: str) -> None:
+            if not news.done():
+                news.set_result(what)
+
+        unwatch = self.settlements.watch(str(run_id), lambda what: loop.call_soon_threadsafe(
+            tell, what))
+        try:
+            async with asyncio.timeout(timeout):
+                return await news
+        except TimeoutError:
+            return None
+        finally:
+            unwatch()
 
     async def attend(self, run_id: str) -> None:
         live = self._live.get(run_id)
@@ -168,6 +195,10 @@ class Executor:
             logger.warning("%s: another worker continues it", lost)
         except Exception:
             logger.exception("executing run %s failed", run_id)
+        finally:
+            if run_id not in self._live:
+                # Not settled here (its waiters were told then): it continues elsewhere.
+                self.settlements.moved(run_id)
 
     # -- executing ------------------------------------------------------------------------------
 
@@ -178,15 +209,18 @@ class Executor:
         row = await db(lifecycle.claim, run_id, self.worker, retake)
         if row is None:
             return False
+        self.settlements.resume(run_id)
         if row.parent_run_id is not None and row.status == RunRow.Status.RUNNING:
             # Its parent starts a new child when it resumes.
             await db(lifecycle.terminate, row.pk, "cancelled",
                      "the parent run was interrupted and starts a new child run")
+            self.settlements.settle(run_id)
             return False
         if lifecycle.kills_its_workers(row):
             logger.warning("run %s killed its worker %d times in a row: failing it",
                            run_id, row.unfinished_executions - 1)
             await db(lifecycle.give_up, row)
+            self.settlements.settle(run_id)
             return False
         lease = lifecycle.Lease(row.pk, self.worker, row.lease_token)
         plan, stored = await db(_plan_and_events, row)
@@ -206,11 +240,12 @@ class Executor:
         again = False
         if result.status == "waiting":
             again = await db(lifecycle.pause, lease, result, row.answer_serial)
+            if not again:  # a waiter elsewhere hears of a pause only so (an end is an event)
+                self._spawn(announce_pause(run_id))
         elif not await db(lifecycle.release, lease, pending_answers=[]):
             raise LeaseLost(f"run {run_id}: the lease was lost as the run finished")
-        event = self._settled.get(run_id)
-        if event is not None and not again:
-            event.set()
+        if not again:
+            self.settlements.settle(run_id)
         return again
 
     @contextlib.contextmanager

@@ -95,6 +95,13 @@ async def announce(run_id: Any, seq: int) -> bool:
         return False
 
 
+async def announce_pause(run_id: Any) -> bool:
+    """Tell the run's watchers that it paused for a person with nothing left to act on: a
+    `wait` request for it in another process returns (an end needs no such message: its
+    `run.finished` event says so). Sockets ignore it: it carries no events."""
+    return await _group_send(run_id, {"type": "run.events", "events": [], "paused": True})
+
+
 async def _group_send(run_id: Any, message: dict[str, Any]) -> bool:
     layer = get_channel_layer()
     if layer is None:

@@ -10,7 +10,9 @@ Batches start at most once per FLUSH_DELAY_S. An event emitted after a quiet spe
 at once (after the emits of the same loop turn join it): a model streaming a token every
 50 ms reaches its watchers in a few milliseconds instead of waiting out a fixed delay, while
 a fast stream still makes one batch per FLUSH_DELAY_S. `durable` (awaited before a node with
-side effects starts) cuts the delay short: it costs that node one round trip, no more.
+side effects starts) cuts the delay short: it costs that node one round trip, no more. So do
+the events a waiting client or watcher is waiting for — `run.waiting`, `run.finished` — and
+the drain at the end of an execution: a short run answers its `wait` without the delay.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 
+from engine import events as ev
 from flows.errors import LeaseLost
 from flows.execution.publisher import Publisher
 from flows.services.history import store_events_cleaning_nul
@@ -30,6 +33,8 @@ from tracing.logs import warn_now_and_then
 logger = logging.getLogger(__name__)
 
 FLUSH_DELAY_S = 0.02
+# Events someone waits for (a `wait` request, the run page's question): stored at once.
+URGENT = frozenset({ev.RUN_WAITING, ev.RUN_FINISHED})
 FLUSH_SIZE = 500
 RETRY_FIRST_S = 0.05  # after a failed store, doubling up to RETRY_MAX_S
 RETRY_MAX_S = 2.0
@@ -57,6 +62,7 @@ class DatabaseSink:
         self._stored = 0
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []  # (emitted count, waiter)
         self._nap: asyncio.Future[None] | None = None  # the flusher's pause between batches
+        self._urgent = False  # an URGENT event waits in the buffer
         self.publisher = Publisher(run_id)
 
     def emit(self, event: dict[str, Any]) -> None:
@@ -66,6 +72,9 @@ class DatabaseSink:
         self._emitted += 1
         if self._flusher is None:
             self._flusher = asyncio.get_running_loop().create_task(self._flush_soon())
+        if event["type"] in URGENT:
+            self._urgent = True
+            self._hurry()
 
     async def durable(self) -> None:
         """Return once every event emitted so far is stored. When the sink has stopped (the
@@ -75,12 +84,17 @@ class DatabaseSink:
             return
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append((self._emitted, waiter))
-        if self._nap is not None and not self._nap.done():
-            self._nap.set_result(None)  # store now rather than after the batching delay
+        self._hurry()
         await waiter
 
+    def _hurry(self) -> None:
+        """Store now rather than after the batching delay."""
+        if self._nap is not None and not self._nap.done():
+            self._nap.set_result(None)
+
     async def drain(self) -> None:
-        """Store and publish everything emitted so far."""
+        """Store and publish everything emitted so far, at once."""
+        self._hurry()
         flusher = self._flusher
         if flusher is not None:
             await asyncio.shield(flusher)
@@ -116,7 +130,7 @@ class DatabaseSink:
     async def _pause(self, delay: float) -> None:
         """Sleep `delay` seconds before the next batch, or one loop turn; `durable` may end
         it early."""
-        if delay <= 0 or self._waiters:
+        if delay <= 0 or self._waiters or self._urgent:
             await asyncio.sleep(0)
             return
         loop = asyncio.get_running_loop()
@@ -148,6 +162,7 @@ class DatabaseSink:
         # is tried again with backoff, and events emitted meanwhile queue behind it, so the
         # stored events never have a gap.
         batch = self._buffer[:FLUSH_SIZE]
+        self._urgent = False
         loop = asyncio.get_running_loop()
         failed_since, delay = None, RETRY_FIRST_S
         while True:

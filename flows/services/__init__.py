@@ -9,7 +9,7 @@ from flows.services.runs import (
     request_fingerprint,
     run_of,
     start_run,
-    wait_for_run,
+    until_settled,
 )
 from flows.services.snapshots import document_of
 from flows.services.tokens import create_token, revoke_token, user_for_key
@@ -30,7 +30,7 @@ __all__ = [
     "revoke_token",
     "run_of",
     "start_run",
+    "until_settled",
     "update_flow",
     "user_for_key",
-    "wait_for_run",
 ]

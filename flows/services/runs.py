@@ -156,7 +156,8 @@ def run_of(owner: Any, run_id: Any) -> Run:
     return run
 
 
-
-def wait_for_run(run: Run, timeout: float) -> None:
-    """Block until the run finishes or waits for a person, or `timeout` seconds pass."""
-    dispatch.wait(run.pk, timeout)
+async def until_settled(run_id: Any, timeout: float) -> str | None:
+    """Wait until a run just started here finishes or waits for a person ("settled"), or
+    moves on to another process ("moved"); None after `timeout` seconds (docs/api.md,
+    "Waiting for a run"). No thread and no database connection is held meanwhile."""
+    return await dispatch.until_settled(run_id, timeout)
