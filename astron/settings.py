@@ -145,7 +145,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "flows.probes.ProbeMiddleware",  # /healthz and /readyz, whatever the Host header
     "django.middleware.security.SecurityMiddleware",
-    "flows.static.StaticFilesMiddleware",  # WhiteNoise, async-capable (flows/static.py)
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "flows.api.middleware.BodyLimitMiddleware",  # 413 before anything reads an API body
     "django.contrib.sessions.middleware.SessionMiddleware",
     "flows.api.middleware.CommonMiddleware",  # Django's, without slash redirects under /api/

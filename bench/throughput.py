@@ -9,7 +9,7 @@ fresh database with the samples `hello` and `fanout` published, then for each ro
 with N asyncio clients in this process, each sending `POST /api/flows/<slug>/runs/` one
 after another for a fixed time, over its own pooled httpx connection:
 
-- `hello` with `"wait": 10` at 1, 8 and 32 clients: the run's end reaches the request;
+- `hello` with `"wait": 10` at 1, 8, 32 and 128 clients: the run's end reaches the request;
 - `hello` without `wait` at 32 clients: starting runs, then waiting until every run is
   final and counting them;
 - `fanout` with `wait` at 8 clients: three 1 s waits in parallel per run;
@@ -57,6 +57,7 @@ def rows_to_run(quick: bool) -> list[dict[str, Any]]:
         {"flow": "hello", "clients": 1, "wait": True},
         {"flow": "hello", "clients": 8, "wait": True},
         {"flow": "hello", "clients": 32, "wait": True},
+        {"flow": "hello", "clients": 128, "wait": True},
         {"flow": "hello", "clients": 32, "wait": False},
         {"flow": "fanout", "clients": 8, "wait": True},
         {"flow": "asks", "clients": 8, "wait": True},

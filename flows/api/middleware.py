@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.core.handlers.wsgi import WSGIRequest
 from django.http import JsonResponse
@@ -20,39 +19,23 @@ class BodyLimitMiddleware:
     (`Transfer-Encoding: chunked`) is read here up to the limit: over it, it is refused;
     within it, it is given its length, since Django and DRF read no body without one."""
 
-    sync_capable = async_capable = True  # so that an async view holds no thread
-
     def __init__(self, get_response):
         self.get_response = get_response
-        if iscoroutinefunction(get_response):
-            markcoroutinefunction(self)
 
     def __call__(self, request):
-        if iscoroutinefunction(self):
-            return self._acall(request)
-        return self.refusal(request) or self.get_response(request)
-
-    async def _acall(self, request):
-        # Under ASGI the body is already in memory or a spooled file: reading it is quick.
-        return self.refusal(request) or await self.get_response(request)
-
-    @staticmethod
-    def refusal(request):
-        """A 413 for a body over the limit, or None."""
-        if not request.path_info.startswith("/api/"):
-            return None
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        if not request.META.get("CONTENT_LENGTH"):
-            if not read_unsized_body(request, limit):
-                return JsonResponse(too_large_body(limit), status=413)
-            return None
-        try:
-            length = int(request.META["CONTENT_LENGTH"])
-        except ValueError:
-            length = 0
-        if limit is not None and length > limit:
-            return JsonResponse(too_large_body(limit), status=413)
-        return None
+        if request.path_info.startswith("/api/"):
+            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+            if not request.META.get("CONTENT_LENGTH"):
+                if not read_unsized_body(request, limit):
+                    return JsonResponse(too_large_body(limit), status=413)
+            else:
+                try:
+                    length = int(request.META["CONTENT_LENGTH"])
+                except ValueError:
+                    length = 0
+                if limit is not None and length > limit:
+                    return JsonResponse(too_large_body(limit), status=413)
+        return self.get_response(request)
 
 
 def read_unsized_body(request, limit: int | None) -> bool:

@@ -28,7 +28,7 @@ from flows import services
 from flows.api import serializers as s
 from flows.api.filters import FlowFilter, RunFilter
 from flows.api.pagination import HighestVersionFirst
-from flows.api.waiting import wait_later, waiting
+from flows.api.waiting import wait_for_run
 from flows.errors import ServiceError
 from flows.models import Flow, FlowVersion, Run, RunEvent
 
@@ -174,17 +174,18 @@ class FlowRuns(APIView):
             fingerprint=services.request_fingerprint({"flow": slug, "body": request.data}))
         answer = status.HTTP_201_CREATED if created else status.HTTP_200_OK
         if body.get("wait"):
-            wait_later(request, run.pk, body["wait"])  # then the run as it is (waiting.py)
-            return Response(None, status=answer)
-        # The run as it was just created (queued, no node yet) needs no reading back.
-        if not created:
+            # The run as it is once it settled or the time is up: answered by the server's
+            # waiting layer, which holds no thread and no connection (flows/api/waiting.py).
+            waits = wait_for_run(request, request.user, run.pk, body["wait"])
+            if waits:
+                return Response(None, status=answer, headers=waits)
             run = services.run_of(request.user, run.pk)
-        return Response(s.RunDetailSerializer(run, context={"just_created": created}).data,
+        # The run as it was just created (queued, no node yet) needs no reading back.
+        elif not created:
+            run = services.run_of(request.user, run.pk)
+        just_created = created and not body.get("wait")
+        return Response(s.RunDetailSerializer(run, context={"just_created": just_created}).data,
                         status=answer)
-
-    @classmethod
-    def as_view(cls, **initkwargs):
-        return waiting(super().as_view(**initkwargs))
 
 
 class RunList(generics.ListAPIView):

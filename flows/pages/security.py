@@ -6,9 +6,7 @@ does not execute anyway. Inline style attributes stay allowed: the graph sets th
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse
 
 POLICY = "; ".join([
@@ -28,23 +26,11 @@ class ContentSecurityPolicyMiddleware:
     """Adds POLICY to the responses of the pages (URL namespace `pages`); the admin, the
     API and its documentation keep their own ways."""
 
-    sync_capable = async_capable = True  # so that an async view holds no thread
-
-    def __init__(self, get_response: Callable[[HttpRequest], Any]):
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
         self.get_response = get_response
-        if iscoroutinefunction(get_response):
-            markcoroutinefunction(self)
 
-    def __call__(self, request: HttpRequest) -> Any:
-        if iscoroutinefunction(self):
-            return self._acall(request)
-        return self._with_policy(request, self.get_response(request))
-
-    async def _acall(self, request: HttpRequest) -> HttpResponse:
-        return self._with_policy(request, await self.get_response(request))
-
-    @staticmethod
-    def _with_policy(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
         match = getattr(request, "resolver_match", None)
         if match is not None and match.namespace == "pages":
             response.setdefault("Content-Security-Policy", POLICY)

@@ -10,6 +10,7 @@ from flows.services.runs import (
     run_of,
     start_run,
     until_settled,
+    wait_for_run,
 )
 from flows.services.snapshots import document_of
 from flows.services.tokens import create_token, revoke_token, user_for_key
@@ -33,4 +34,5 @@ __all__ = [
     "until_settled",
     "update_flow",
     "user_for_key",
+    "wait_for_run",
 ]

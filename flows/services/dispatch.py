@@ -14,6 +14,9 @@ class Dispatcher(Protocol):
     def submit(self, run_id: Any) -> None:
         """Look at the run: execute it, or pass it new answers or a cancel."""
 
+    def wait(self, run_id: Any, timeout: float) -> None:
+        """Block until the run finishes or waits for a person, or `timeout` passes."""
+
     async def until_settled(self, run_id: Any, timeout: float) -> str | None:
         """Wait until a run started in this process settles ("settled") or moves to another
         process ("moved"); None after `timeout`. Holds no thread and no connection."""
@@ -31,6 +34,12 @@ def ring(run_id: Any) -> None:
     if _dispatcher is None:
         raise RuntimeError("no executor is registered (flows.apps registers it when ready)")
     _dispatcher.submit(run_id)
+
+
+def wait(run_id: Any, timeout: float) -> None:
+    if _dispatcher is None:
+        raise RuntimeError("no executor is registered (flows.apps registers it when ready)")
+    _dispatcher.wait(run_id, timeout)
 
 
 async def until_settled(run_id: Any, timeout: float) -> str | None:

@@ -156,6 +156,12 @@ def run_of(owner: Any, run_id: Any) -> Run:
     return run
 
 
+def wait_for_run(run_id: Any, timeout: float) -> None:
+    """Block until the run finishes or waits for a person, or `timeout` seconds pass (on a
+    thread: where the server's waiting layer is absent, flows/api/waiting.py)."""
+    dispatch.wait(run_id, timeout)
+
+
 async def until_settled(run_id: Any, timeout: float) -> str | None:
     """Wait until a run just started here finishes or waits for a person ("settled"), or
     moves on to another process ("moved"); None after `timeout` seconds (docs/api.md,

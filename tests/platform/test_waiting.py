@@ -1,6 +1,7 @@
 """Waiting for a run holds nothing (docs/api.md, "Waiting for a run"): a run start with
-`wait` gives its database connection back and waits on the event loop, for news from the
-executor that runs it here, or from the run's channel group when it moved elsewhere."""
+`wait` ends its Django request (thread and connection back) and the server's waiting layer
+(flows/api/waiting.py) waits on the event loop, for news from the executor that runs it
+here, or from the run's channel group when it moved elsewhere."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ import httpx
 import pytest
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import User
+from django.core.handlers.asgi import ASGIHandler
 from django.db import connection, connections
-from django.test import AsyncClient
 
 from flows import services
+from flows.api.waiting import WaitingForRuns
 from flows.execution.executor import executor
 from flows.models import Run, RunEvent
 from tests.processes import environment_for_another_process
@@ -29,6 +31,13 @@ def napping(seconds: float) -> dict:
                       {"id": "nap", "type": "wait", "params": {"seconds": seconds}},
                       {"id": "end", "type": "end", "inputs": {"done": "yes"}}],
             "edges": [{"from": "start", "to": "nap"}, {"from": "nap", "to": "end"}]}
+
+
+def server_in_process() -> httpx.AsyncClient:
+    """An HTTP client of the project's HTTP stack (the waiting layer, then Django), called
+    in this process: its database pool is this test's to inspect."""
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=WaitingForRuns(ASGIHandler())),
+                             base_url="http://testserver", timeout=60)
 
 
 def owner_with_key(name: str, nap_s: float = 0.3) -> str:
@@ -56,6 +65,8 @@ def test_64_waiting_clients_all_get_their_finished_runs(tmp_path):
     assert [answer.status_code for answer in answers] == [201] * 64
     assert {answer.json()["status"] for answer in answers} == {"succeeded"}
     assert all(answer.json()["outputs"] == {"done": "yes"} for answer in answers)
+    assert all(answer.headers["content-type"] == "application/json" and
+               "astron-wait" not in answer.headers for answer in answers)
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="the pool is PostgreSQL's")
@@ -67,17 +78,17 @@ async def test_a_waiting_request_holds_no_pooled_connection():
         stats = pool.get_stats()
         return stats["pool_size"] - stats["pool_available"]
 
-    client = AsyncClient()
+    client = server_in_process()
     auth = {"Authorization": f"Token {key}"}
-    warm = await client.post("/api/flows/nap/runs/", {"version": "draft"},
-                             content_type="application/json", headers=auth)  # the executor is running
-    assert warm.status_code == 201, warm.content
+    # The executor runs, and its connections are part of the count before.
+    warm = await client.post("/api/flows/nap/runs/", json={"version": "draft"}, headers=auth)
+    assert warm.status_code == 201, warm.text
     await sync_to_async(executor.wait)(warm.json()["id"], 10)
     before = checked_out()
 
     waits = [asyncio.create_task(client.post(
-        "/api/flows/nap/runs/", {"version": "draft", "wait": 30},
-        content_type="application/json", headers=auth)) for _ in range(8)]
+        "/api/flows/nap/runs/", json={"version": "draft", "wait": 30}, headers=auth))
+        for _ in range(8)]
     deadline = time.monotonic() + 15
     while await sync_to_async(RunEvent.objects.filter(
             type="node.started", data__node="nap").count)() < 9:
@@ -93,13 +104,32 @@ async def test_a_waiting_request_holds_no_pooled_connection():
 
 async def test_a_wait_that_times_out_answers_the_run_as_it_is():
     key = await sync_to_async(owner_with_key)("hasty", 30)
-    client = AsyncClient()
+    client = server_in_process()
     auth = {"Authorization": f"Token {key}"}
-    answer = await client.post("/api/flows/nap/runs/", {"version": "draft", "wait": 0.5},
-                               content_type="application/json", headers=auth)
+    answer = await client.post("/api/flows/nap/runs/", json={"version": "draft", "wait": 0.5},
+                               headers=auth)
     assert answer.status_code == 201
     assert answer.json()["status"] == "running"
     run = await sync_to_async(Run.objects.get)(pk=answer.json()["id"])
     await sync_to_async(services.cancel_run)(run)
     await sync_to_async(executor.wait)(run.pk, 10)
     await sync_to_async(connections.close_all)()
+
+
+async def test_a_database_that_does_not_answer_after_the_wait_makes_a_503(monkeypatch):
+    from django.db import OperationalError
+
+    from flows.api import waiting
+
+    def no_connection(*args):
+        raise OperationalError("couldn't get a connection after 5.00 sec")
+
+    key = await sync_to_async(owner_with_key)("unlucky")
+    monkeypatch.setattr(waiting, "run_body", no_connection)
+    async with server_in_process() as client:
+        answer = await client.post("/api/flows/nap/runs/", json={"version": "draft", "wait": 5},
+                                   headers={"Authorization": f"Token {key}"})
+    assert answer.status_code == 503 and answer.headers["retry-after"] == "2"
+    assert answer.json()["error"]["code"] == "overloaded"
+    await sync_to_async(connections.close_all)()
+
