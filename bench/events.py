@@ -210,12 +210,13 @@ def fresh_database(postgres: bool, folder: Path, name: str) -> str:
 
 class Server:
     """daphne serving `app` (bench.events_app unless told otherwise) on a free port, with its
-    own environment."""
+    own environment; or `processes` of them sharing the port (`manage.py serve`)."""
 
     def __init__(self, environment: dict[str, str], folder: Path,
-                 app: str = "bench.events_app:application"):
+                 app: str = "bench.events_app:application", processes: int = 1):
         self.environment = environment
         self.app = app
+        self.processes = processes  # more than one: `manage.py serve` (astron.asgi only)
         self.port = free_port()
         self.publish_log = folder / f"published-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -224,10 +225,13 @@ class Server:
     def __enter__(self) -> Server:
         environment = {**self.environment, "BENCH_PUBLISH_LOG": str(self.publish_log)}
         with self.log.open("wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
-                 self.app],
-                cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT)
+            command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p",
+                       str(self.port), self.app]
+            if self.processes > 1:
+                command = [sys.executable, "manage.py", "serve", "--processes",
+                           str(self.processes), "--port", str(self.port)]
+            self.process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=log,
+                                            stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while True:
             with contextlib.suppress(httpx.HTTPError):

@@ -3,6 +3,7 @@
     python bench/throughput.py                  # SQLite, the embedded default
     python bench/throughput.py --postgres       # PostgreSQL + Redis (REDIS_URL db 14/15)
     python bench/throughput.py --quick          # 3 s a row (CI smoke)
+    python bench/throughput.py --postgres --processes 2   # two serving processes, one port
 
 Starts one daphne serving `astron.asgi:application` (the same server `bin/dev up` runs) on a
 fresh database with the samples `hello` and `fanout` published, then for each row drives it
@@ -145,6 +146,9 @@ def main() -> None:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
     parser.add_argument("--seconds", type=float, help="seconds a row (default 15, quick 3)")
     parser.add_argument("--only", help="only the rows of this flow (hello, fanout, asks)")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="serving processes (more than 1: manage.py serve; needs "
+                             "--postgres)")
     args = parser.parse_args()
     seconds = args.seconds or (3 if args.quick else 15)
 
@@ -167,7 +171,10 @@ def main() -> None:
         if setup.returncode:
             raise SystemExit(setup.stderr)
         key = json.loads(setup.stdout.strip().splitlines()[-1])["key"]
-        with Server(environment, folder, app="astron.asgi:application") as server:
+        if args.processes > 1 and not args.postgres:
+            raise SystemExit("--processes needs --postgres (PostgreSQL and Redis)")
+        with Server(environment, folder, app="astron.asgi:application",
+                    processes=args.processes) as server:
             for row in rows_to_run(args.quick):
                 if args.only and row["flow"] != args.only:
                     continue
@@ -176,9 +183,10 @@ def main() -> None:
                 result = asyncio.run(drive(server.http, key, row["flow"], row["clients"],
                                            row["wait"], seconds))
                 rows.append({"database": "postgres" if args.postgres else "sqlite",
+                             "processes": args.processes,
                              "flow": row["flow"], "clients": row["clients"],
                              "wait": row["wait"], "seconds": seconds, **result})
-    report("throughput", rows, ["database", "flow", "clients", "wait", "runs", "runs_per_s",
+    report("throughput", rows, ["database", "processes", "flow", "clients", "wait", "runs", "runs_per_s",
                                 "p50_ms", "p99_ms", "timeouts", "errors", "refused", "final"])
 
 
