@@ -1,4 +1,4 @@
-"""`manage.py serve --processes N`: several daphne processes on one socket (astron/serve.py),
+"""`manage.py serve --processes N`: several daphne processes on one socket (flows/serving.py),
 each executing the runs it starts; SIGTERM stops them all."""
 
 from __future__ import annotations

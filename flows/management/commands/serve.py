@@ -1,4 +1,4 @@
-"""Serve with several processes on one address (astron/serve.py): one GIL each."""
+"""Serve with several processes on one address (flows/serving.py): one GIL each."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from astron.serve import serve
+from flows.serving import serve
 
 
 class Command(BaseCommand):
