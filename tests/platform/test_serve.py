@@ -45,6 +45,17 @@ def test_several_processes_need_postgresql_and_redis(settings):
         call_command("serve", "--processes", "0")
 
 
+def test_an_address_in_use_is_refused_with_a_clear_message():
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(CommandError, match=f"cannot listen on 127.0.0.1:{port}"):
+            call_command("serve", "--processes", "1", "--port", str(port))
+
+
 @pytest.mark.skipif(connection.vendor != "postgresql" or not settings.REDIS_URL,
                     reason="several processes need PostgreSQL and Redis")
 def test_two_processes_serve_and_execute_runs_and_stop_on_sigterm():

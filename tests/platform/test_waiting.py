@@ -133,3 +133,18 @@ async def test_a_database_that_does_not_answer_after_the_wait_makes_a_503(monkey
     assert answer.json()["error"]["code"] == "overloaded"
     await sync_to_async(connections.close_all)()
 
+
+
+def test_the_served_application_waits_in_the_layer_in_front_of_django():
+    """Without the layer the view would wait on its thread: correct, but one thread each."""
+    import subprocess
+    import sys
+
+    from tests.servers import ROOT
+
+    done = subprocess.run(
+        [sys.executable, "-c", "import astron.asgi as served; "
+         "print(type(served.application.application_mapping['http']).__name__)"],
+        cwd=ROOT, env=environment_for_another_process(), capture_output=True, text=True,
+        timeout=60)
+    assert done.stdout.strip().splitlines()[-1] == "WaitingForRuns", done.stderr[-2000:]
