@@ -14,9 +14,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def terminate_every_other_backend() -> int:
-    """Ends every session on the test database but this thread's, as an operator would."""
+    """Ends every session on the test database but this thread's, as an operator would,
+    and returns once those sessions are gone (the timeout argument makes the server wait
+    for each to exit), so their goodbye is on the sockets before the next request."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        cursor.execute("SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity "
                        "WHERE datname = current_database() AND pid <> pg_backend_pid()")
         return cursor.fetchone()[0]
 
