@@ -18,7 +18,8 @@ class RunHost(Protocol):
 
     worker: str
 
-    def sink_for(self, row: Any, plan: Plan, lease: lifecycle.Lease) -> EventSink: ...
+    def sink_for(self, row: Any, plan: Plan, lease: lifecycle.Lease,
+                 known_nodes: set[str] | None = None) -> EventSink: ...
 
     def services_for(self, owner_id: Any, run_id: str) -> Services: ...
 
@@ -41,7 +42,7 @@ class PlatformFlowRunner:
                     version=row.version_number, depth=request.depth,
                     parent_steps=request.steps,
                     lineage=(*request.lineage, request.flow),
-                    sink=self.executor.sink_for(row, plan, lease),
+                    sink=self.executor.sink_for(row, plan, lease, known_nodes=set()),
                     services=self.executor.services_for(self.owner_id, run_id))
         # Live here like a top-level run: a cancel of the child itself (the API, its page)
         # reaches it, not only one of its parent.
@@ -50,7 +51,7 @@ class PlatformFlowRunner:
         if result.status == "waiting":
             await db(lifecycle.terminate, row.pk, "cancelled",
                      "the child run asked a question: a subflow cannot wait")
-        else:
+        else:  # a no-op when its run.finished batch gave the lease up already
             await db(lifecycle.release, lease)
         return child_outputs(result, request.flow, run_id)
 

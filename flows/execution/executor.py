@@ -36,7 +36,7 @@ from flows.execution.world import shared_world
 from flows.models import Run as RunRow
 from flows.plans import plan_for
 from flows.services import lifecycle
-from flows.services.history import stored_events
+from flows.services.history import projected_nodes, stored_events
 from tracing.runs import ObservedSink, observed
 
 logger = logging.getLogger(__name__)
@@ -141,6 +141,13 @@ class Executor:
         contextvars.Context().run(asyncio.run_coroutine_threadsafe, self.attend(str(run_id)),
                                   loop)
 
+    def adopt(self, row: RunRow) -> None:
+        """Execute a new run whose row was inserted leased to this worker (no claim, and no
+        stored events to read: it has none yet); safe from any thread."""
+        loop = self.start()
+        contextvars.Context().run(asyncio.run_coroutine_threadsafe,
+                                  self.attend(str(row.pk), adopted=row), loop)
+
     def recover_now(self, timeout: float = 30) -> int:
         """One recovery pass from sync code (commands, tests); the number of runs taken up."""
         loop = self.start()
@@ -181,7 +188,7 @@ class Executor:
         finally:
             unwatch()
 
-    async def attend(self, run_id: str) -> None:
+    async def attend(self, run_id: str, adopted: RunRow | None = None) -> None:
         live = self._live.get(run_id)
         if live is not None:
             row = await db(lifecycle.renew, live.lease)
@@ -189,8 +196,9 @@ class Executor:
                 await self._apply_requests(live, row)
             return
         try:
-            while await self._execute(run_id):
-                pass
+            again = await self._execute(run_id, adopted)
+            while again:
+                again = await self._execute(run_id)
         except LeaseLost as lost:
             logger.warning("%s: another worker continues it", lost)
         except Exception:
@@ -202,11 +210,12 @@ class Executor:
 
     # -- executing ------------------------------------------------------------------------------
 
-    async def _execute(self, run_id: str) -> bool:
-        """Execute a claimable run until it stops; True when it should be claimed again."""
+    async def _execute(self, run_id: str, adopted: RunRow | None = None) -> bool:
+        """Execute a claimable run (or one `adopted` as it was inserted, leased to this
+        worker) until it stops; True when it should be claimed again."""
         retake = run_id in self._fenced
         self._fenced.discard(run_id)
-        row = await db(lifecycle.claim, run_id, self.worker, retake)
+        row = adopted or await db(lifecycle.claim, run_id, self.worker, retake)
         if row is None:
             return False
         self.settlements.resume(run_id)
@@ -223,12 +232,12 @@ class Executor:
             self.settlements.settle(run_id)
             return False
         lease = lifecycle.Lease(row.pk, self.worker, row.lease_token)
-        plan, stored = await db(_plan_and_events, row)
+        plan, stored = await db(_plan_and_events, row, adopted is None)
         resume = Checkpoint.from_events(stored) if stored else None
         answers = [Answer(a["node"], a.get("answer"), a.get("option"), a.get("by"))
                    for a in row.pending_answers
                    if resume is not None and a["node"] in resume.questions]
-        sink = self.sink_for(row, plan, lease)
+        sink = self.sink_for(row, plan, lease, known_nodes=projected_nodes(stored))
         engine_run = Run(plan, row.inputs, run_id=run_id, sink=sink,
                          flow=row.flow.slug, version=row.version_label,
                          services=self.services_for(row.owner_id, run_id), resume=resume,
@@ -242,7 +251,8 @@ class Executor:
             again = await db(lifecycle.pause, lease, result, row.answer_serial)
             if not again:  # a waiter elsewhere hears of a pause only so (an end is an event)
                 self._spawn(announce_pause(run_id))
-        elif not await db(lifecycle.release, lease, pending_answers=[]):
+        elif not released_with_finish(sink) and \
+                not await db(lifecycle.release, lease, pending_answers=[]):
             raise LeaseLost(f"run {run_id}: the lease was lost as the run finished")
         if not again:
             self.settlements.settle(run_id)
@@ -349,12 +359,14 @@ class Executor:
 
     # -- what runs are given --------------------------------------------------------------------
 
-    def sink_for(self, row: RunRow, plan: Plan, lease: lifecycle.Lease) -> ObservedSink:
+    def sink_for(self, row: RunRow, plan: Plan, lease: lifecycle.Lease,
+                 known_nodes: set[str] | None = None) -> ObservedSink:
         """The database sink, fenced by the run's lease, seen on the way by metrics and
-        (when on) tracing."""
+        (when on) tracing. `known_nodes`: the nodes with a node-run row already."""
         node_types = {node.id: node.type for node in plan.graph.nodes}
         run_id = str(row.pk)
-        sink = DatabaseSink(run_id, node_types, lease, on_lost=lambda: self.stop_here(run_id))
+        sink = DatabaseSink(run_id, node_types, lease, on_lost=lambda: self.stop_here(run_id),
+                            known_nodes=known_nodes)
         return observed(sink, run_id, node_types,
                         flow=row.flow.slug, version=row.version_label,
                         trace_parent=row.trace_parent)
@@ -397,8 +409,13 @@ class Executor:
 
 
 
-def _plan_and_events(row: RunRow) -> tuple[Plan, list[Any]]:
-    return plan_for(row.document_id), stored_events(row.pk)
+def released_with_finish(sink: ObservedSink) -> bool:
+    """Whether the execution's last batch, holding run.finished, gave its lease up."""
+    return isinstance(sink.sink, DatabaseSink) and sink.sink.released
+
+
+def _plan_and_events(row: RunRow, has_events: bool) -> tuple[Plan, list[Any]]:
+    return plan_for(row.document_id), stored_events(row.pk) if has_events else []
 
 
 executor = Executor()

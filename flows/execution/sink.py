@@ -27,7 +27,7 @@ from asgiref.sync import sync_to_async
 from engine import events as ev
 from flows.errors import LeaseLost
 from flows.execution.publisher import Publisher
-from flows.services.history import store_events_cleaning_nul
+from flows.services.history import projected_nodes, store_events_cleaning_nul
 from tracing.logs import warn_now_and_then
 
 logger = logging.getLogger(__name__)
@@ -47,12 +47,16 @@ class DatabaseSink:
     stored or published from here."""
 
     def __init__(self, run_id: str, node_types: dict[str, str], lease: Any = None,
-                 on_lost: Callable[[], None] | None = None):
+                 on_lost: Callable[[], None] | None = None,
+                 known_nodes: set[str] | None = None):
         self.run_id = run_id
         self.node_types = node_types
         self.lease = lease
         self.on_lost = on_lost
         self.lost = False
+        # The nodes that have a node-run row (None: unknown, look them up with each batch).
+        self.known_nodes = known_nodes
+        self.released = False  # run.finished is stored, and the lease was given up with it
         self._buffer: list[dict[str, Any]] = []
         self._wakeup = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
@@ -168,7 +172,7 @@ class DatabaseSink:
         while True:
             try:
                 stored = await sync_to_async(store_events_cleaning_nul)(
-                    self.run_id, batch, self.node_types, self.lease)
+                    self.run_id, batch, self.node_types, self.lease, self.known_nodes)
                 break
             except LeaseLost:
                 raise
@@ -183,6 +187,10 @@ class DatabaseSink:
                 delay = min(delay * 2, RETRY_MAX_S)
         del self._buffer[:len(batch)]
         self._stored += len(batch)
+        if self.known_nodes is not None:
+            self.known_nodes |= projected_nodes(stored)
+        if self.lease is not None and any(e["type"] == ev.RUN_FINISHED for e in stored):
+            self.released = True
         if self._waiters:
             waiting = []
             for target, waiter in self._waiters:

@@ -11,8 +11,13 @@ from typing import Any, Protocol
 
 
 class Dispatcher(Protocol):
+    worker: str  # the name runs are leased to when this process executes them
+
     def submit(self, run_id: Any) -> None:
         """Look at the run: execute it, or pass it new answers or a cancel."""
+
+    def adopt(self, run: Any) -> None:
+        """Execute a new run whose row was inserted already leased to `worker` (no claim)."""
 
     def wait(self, run_id: Any, timeout: float) -> None:
         """Block until the run finishes or waits for a person, or `timeout` passes."""
@@ -34,6 +39,19 @@ def ring(run_id: Any) -> None:
     if _dispatcher is None:
         raise RuntimeError("no executor is registered (flows.apps registers it when ready)")
     _dispatcher.submit(run_id)
+
+
+def executing_worker() -> str | None:
+    """The worker that executes the runs started in this process, to lease them to as they
+    are inserted (so that no claim follows); None when no executor is registered."""
+    return _dispatcher.worker if _dispatcher is not None else None
+
+
+def hand_over(run: Any) -> None:
+    """Have this process's executor execute a run inserted leased to it."""
+    if _dispatcher is None:
+        raise RuntimeError("no executor is registered (flows.apps registers it when ready)")
+    _dispatcher.adopt(run)
 
 
 def wait(run_id: Any, timeout: float) -> None:

@@ -23,18 +23,29 @@ def parse_ts(ts: str) -> datetime:
 
 
 def store_events(run_id: Any, events: list[Event], node_types: dict[str, str] | None = None,
-                 lease: Any = None) -> None:
+                 lease: Any = None, known_nodes: set[str] | None = None) -> None:
     """Store events (in seq order) and project them onto the run and its node runs.
 
     With a `lease` (flows/services/lifecycle.py) the batch is fenced: when another worker
     has claimed the run since, nothing is written and LeaseLost is raised. The check rides
-    on the update of the run row that every batch makes: it costs no extra statement."""
+    on the update of the run row that every batch makes: it costs no extra statement. A
+    batch that finishes the run gives the lease up with it (the execution writes nothing
+    after `run.finished`): whoever sees the run finished sees it let go.
+
+    `known_nodes`, when the caller knows it (the sink of an execution), names the nodes that
+    may already have a node-run row: only those are looked up before the projection."""
     if not events:
         return
     with transaction.atomic():
         _insert_events(run_id, events)
-        _project_node_runs(run_id, [e for e in events if e["scope"] is None], node_types or {})
+        _project_node_runs(run_id, [e for e in events if e["scope"] is None], node_types or {},
+                           known_nodes)
         _project_run(run_id, events, lease)
+
+
+def projected_nodes(events: list[Event]) -> set[str]:
+    """The nodes these events give a node-run row (`_project_node_runs`)."""
+    return {e["data"]["node"] for e in events if e["scope"] is None and e["type"] in _NODE_ROWS}
 
 
 NUL = "\x00"
@@ -71,16 +82,17 @@ def has_nul(value: Any) -> bool:
 
 def store_events_cleaning_nul(run_id: Any, events: list[Event],
                               node_types: dict[str, str] | None = None,
-                              lease: Any = None) -> list[Event]:
+                              lease: Any = None, known_nodes: set[str] | None = None
+                              ) -> list[Event]:
     """Store events; when the database refuses a NUL character in them, store them again
     with it replaced. Returns the events as stored (to publish exactly those)."""
     try:
-        store_events(run_id, events, node_types, lease)
+        store_events(run_id, events, node_types, lease, known_nodes)
     except (DataError, ValueError):
         if not has_nul(events):
             raise
         events = without_nul(events)
-        store_events(run_id, events, node_types, lease)
+        store_events(run_id, events, node_types, lease, known_nodes)
     return events
 
 
@@ -112,8 +124,9 @@ def _insert_events(run_id: Any, events: list[Event]) -> None:
 def _project_run(run_id: Any, events: list[Event], lease: Any) -> None:
     changes: dict[str, Any] = {"last_seq": events[-1]["seq"]}
     waiting_changed = False
-    run = Run.objects.only("waiting").get(pk=run_id)
-    waiting = list(run.waiting)
+    # The open questions are read only when the batch changes them.
+    asks = any(event["type"] in (ev.RUN_WAITING, ev.RUN_RESUMED) for event in events)
+    waiting = list(Run.objects.only("waiting").get(pk=run_id).waiting) if asks else []
     # Counted as they end, so a running run shows them (run.finished then sets the total).
     recovered = sum(event["type"] == ev.NODE_FINISHED and event["scope"] is None
                     and event["data"]["status"] == "recovered" for event in events)
@@ -134,6 +147,9 @@ def _project_run(run_id: Any, events: list[Event], lease: Any) -> None:
                            error=data["error"], elapsed_ms=data["elapsed_ms"],
                            recovered=data["recovered"], finished_at=parse_ts(event["ts"]))
             waiting, waiting_changed = [], True
+            if lease is not None:
+                changes.update(lease_owner="", lease_expires_at=None, unfinished_executions=0,
+                               pending_answers=[])
     if waiting_changed:
         changes["waiting"] = waiting
     rows = lease.rows() if lease is not None else Run.objects.filter(pk=run_id)
@@ -141,8 +157,11 @@ def _project_run(run_id: Any, events: list[Event], lease: Any) -> None:
         raise LeaseLost(f"run {run_id}: another worker holds the lease; the batch is refused")
 
 
-def _project_node_runs(run_id: Any, events: list[Event],
-                       node_types: dict[str, str]) -> None:
+_NODE_ROWS = frozenset({ev.NODE_STARTED, ev.NODE_FINISHED, ev.NODE_SKIPPED, ev.RUN_WAITING})
+
+
+def _project_node_runs(run_id: Any, events: list[Event], node_types: dict[str, str],
+                       known_nodes: set[str] | None = None) -> None:
     if not events:
         return
     states: dict[str, dict[str, Any]] = {}
@@ -164,8 +183,9 @@ def _project_node_runs(run_id: Any, events: list[Event],
                                                                       attempts=0)
         elif kind == ev.RUN_WAITING:
             states.setdefault(node, {"position": event["seq"]})["status"] = "waiting"
-    existing = {row.node: row for row in NodeRun.objects.filter(run_id=run_id,
-                                                                node__in=list(states))}
+    looked_up = [node for node in states if known_nodes is None or node in known_nodes]
+    existing = {row.node: row for row in NodeRun.objects.filter(
+        run_id=run_id, node__in=looked_up)} if looked_up else {}
     created, updated, fields = [], [], set()
     for node, state in states.items():
         row = existing.get(node)

@@ -115,6 +115,13 @@ def create(flow: Flow, snapshot: Snapshot, inputs: dict[str, Any], **fields: Any
         version_number=snapshot.number, document_id=snapshot.digest, inputs=inputs, **fields)
 
 
+def leased_to(worker: str) -> dict[str, Any]:
+    """The fields of a new run's row that make it claimed by `worker` as it is inserted: its
+    first execution counted, as a claim counts it."""
+    return {"lease_owner": worker, "lease_expires_at": lease_until(), "lease_token": 1,
+            "unfinished_executions": 1}
+
+
 def start_child(owner_id: Any, parent_run_id: Any, node: str, depth: int, slug: str,
                 version: Any, inputs: Any, worker: str) -> tuple[Run, Plan]:
     """A subflow's child run of the owner's flow `slug`, already running under `worker`.
@@ -133,7 +140,7 @@ def start_child(owner_id: Any, parent_run_id: Any, node: str, depth: int, slug: 
     applied = snapshot.plan.apply_inputs(inputs)
     row = create(flow, snapshot, applied, owner_id=owner_id, status=Run.Status.RUNNING,
                  parent_run_id=parent_run_id, parent_node=node, depth=depth,
-                 lease_owner=worker, lease_expires_at=lease_until(), lease_token=1)
+                 **leased_to(worker))
     return row, snapshot.plan
 
 

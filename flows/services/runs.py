@@ -51,11 +51,18 @@ def start_run(owner: Any, flow: Flow, inputs: Any, version: Any = None,
         raise ServiceError(400, "invalid_inputs", "the inputs do not match the flow's start node",
                            [problem.to_dict() for problem in invalid.problems]) from invalid
 
+    worker = dispatch.executing_worker()
+
     def insert() -> Run:
+        # Leased to this process's executor as it is inserted: the run needs no claim (a
+        # read and a compare-and-swap) before it starts. Should this process die first, the
+        # lease expires or its worker is seen gone, and another takes the run up.
+        lease = {} if worker is None else lifecycle.leased_to(worker)
         run = lifecycle.create(flow, snapshot, applied, owner=owner,
                                idempotency_key=idempotency_key, request_hash=fingerprint,
-                               trace_parent=current_trace_parent())
-        transaction.on_commit(lambda: dispatch.ring(run.pk))
+                               trace_parent=current_trace_parent(), **lease)
+        transaction.on_commit(lambda: dispatch.hand_over(run) if worker is not None
+                              else dispatch.ring(run.pk))
         return run
 
     try:

@@ -7,10 +7,16 @@ databases and between a test (inside a transaction) and a server.
 
 from __future__ import annotations
 
+import asyncio
+from contextlib import contextmanager
+from unittest.mock import patch
+
 import pytest
+from django.db.backends.utils import CursorWrapper
 
 from flows import services
 from flows.cache import plan_cache
+from flows.models import Run
 
 from . import factories
 from .cache_helpers import queries, tables, unique_hello
@@ -93,3 +99,47 @@ def test_listing_runs_of_one_flow_is_three_queries(owner, api, published):
         response = api.get("/api/runs/?flow=hot")
     assert response.status_code == 200 and len(response.json()["results"]) == 1
     assert tables(statements) == ["flows_apitoken", "flows_flow", "flows_run"], statements
+
+
+
+@contextmanager
+def statements_of_every_thread():
+    """(SQL, parameters as text) of every statement any thread runs in the block, in order
+    (transaction control goes through the connection, not a cursor: it is not seen)."""
+    found: list[tuple[str, str]] = []
+    original, original_many = CursorWrapper._execute, CursorWrapper._executemany
+
+    def execute(self, sql, params, *rest):
+        found.append((sql, repr(params)))
+        return original(self, sql, params, *rest)
+
+    def executemany(self, sql, param_list, *rest):
+        param_list = list(param_list)
+        found.append((sql, repr(param_list)))
+        return original_many(self, sql, param_list, *rest)
+
+    with patch.object(CursorWrapper, "_execute", execute), \
+            patch.object(CursorWrapper, "_executemany", executemany):
+        yield found
+
+
+@pytest.mark.django_db(transaction=True)
+def test_executing_a_run_started_here_is_four_statements(owner, api, stopped_executor):
+    """A run started in this process is leased to its executor as it is inserted (no claim,
+    no read of events it cannot have), and its one batch of events stores the events, the
+    node runs and the run row, giving the lease up with run.finished (no separate release).
+    Counted: the statements that name the run (not the worker's heartbeat or maintenance)."""
+    flow = services.create_flow(owner, unique_hello(), slug="hot")
+    services.publish_flow(flow)
+    with statements_of_every_thread() as seen:
+        response = api.post("/api/flows/hot/runs/", INPUTS)
+        assert response.status_code == 201
+        run_id = response.json()["id"]
+        assert asyncio.run(stopped_executor.until_settled(run_id, 10)) == "settled"
+    named = [sql for sql, params in seen if run_id in params or run_id.replace("-", "") in params]
+    assert tables(named) == ["flows_run", "flows_runevent", "flows_noderun", "flows_run"], named
+    assert named[0].startswith("INSERT") and named[3].startswith("UPDATE")
+    run = Run.objects.get(pk=run_id)
+    assert run.status == "succeeded" and run.outputs == {"greeting": "Hello, Ada!"}
+    assert (run.lease_owner, run.lease_expires_at, run.unfinished_executions) == ("", None, 0)
+    assert run.node_runs.count() == 3

@@ -140,13 +140,13 @@ def test_the_trace_parent_is_stored_so_any_worker_continues_the_trace(spans, own
     from django.utils import timezone
 
     hello = flow(owner, "hello")
-    monkeypatch.setattr("flows.services.dispatch.ring", lambda run_id: None)  # never handed on
+    monkeypatch.setattr("flows.services.dispatch.hand_over", lambda run: None)  # never executed
     with setup.tracer().start_as_current_span("a caller") as caller:
         started = run(owner, hello)
     context = caller.get_span_context()
     assert started.trace_parent.startswith(f"00-{context.trace_id:032x}-{context.span_id:016x}-")
-    RunRow.objects.filter(pk=started.pk).update(
-        created_at=timezone.now() - timedelta(minutes=5))  # queued, and nobody took it
+    RunRow.objects.filter(pk=started.pk).update(  # queued, and its lease ran out unused
+        lease_expires_at=timezone.now() - timedelta(seconds=1))
 
     assert executor.recover_now() == 1
     executor.wait(started.pk, 10)
