@@ -248,3 +248,22 @@ def test_answers_go_through_the_api_while_the_socket_is_down_and_cancel_works(ad
     assert problems == []
     assert Run.objects.get(pk=run_id).status == "succeeded"
     assert Run.objects.get(pk=cancelled_id).status == "cancelled"
+
+
+def test_a_page_opened_after_the_run_paused_shows_its_streamed_text(ada, server):
+    """The page paints the server's snapshot first (it holds no streamed text), then the
+    events replayed over the socket replace it. Opened once the run is waiting, the replay
+    ends at the snapshot's own seq: every part is drawn again from the replayed state all
+    the same (the parts are keyed by seq, and the seq is the same)."""
+    with chromium_page() as page:
+        start_approval(page, server)
+        page.wait_for_selector('#run-page[data-run-status="waiting"]')
+        page.reload()
+        page.wait_for_selector('[data-connection="live"]')
+        page.wait_for_function("""() => document.querySelector('[data-stream="draft"]')
+            ?.textContent === "Reply to: refund" """, timeout=10000)
+        select(page, "draft")
+        assert page.text_content('section [data-stream="draft"], [data-stream="draft"]') \
+            == "Reply to: refund"
+        problems = page.problems
+    assert problems == []

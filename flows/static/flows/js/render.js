@@ -79,6 +79,13 @@ export class Renderer {
   }
 
   render(state, ui, now = Date.now()) {
+    // The parts are keyed by seq; the replayed state that replaces the snapshot may have the
+    // snapshot's very seq (a page opened once the run paused), yet holds what the snapshot
+    // lacks (streamed text): a new state draws every part again.
+    if (state !== this.drawn) {
+      this.keys = {};
+      this.drawn = state;
+    }
     const tick = Math.floor(now / 1000);
     const running = !isFinished(state);
     this.header(state, ui, now);
