@@ -22,12 +22,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from asgiref.sync import sync_to_async
-
 from engine import events as ev
 from flows.errors import LeaseLost
+from flows.execution.grouping import group_commit
 from flows.execution.publisher import Publisher
-from flows.services.history import projected_nodes, store_events_cleaning_nul
+from flows.services.history import Batch, projected_nodes
 from tracing.logs import warn_now_and_then
 
 logger = logging.getLogger(__name__)
@@ -171,8 +170,8 @@ class DatabaseSink:
         failed_since, delay = None, RETRY_FIRST_S
         while True:
             try:
-                stored = await sync_to_async(store_events_cleaning_nul)(
-                    self.run_id, batch, self.node_types, self.lease, self.known_nodes)
+                stored = await group_commit().store(Batch(
+                    self.run_id, batch, self.node_types, self.lease, self.known_nodes))
                 break
             except LeaseLost:
                 raise

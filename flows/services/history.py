@@ -1,4 +1,4 @@
-"""Writing a batch of a run's events, and what they change, in one transaction.
+"""Writing batches of runs' events, and what they change, in one transaction.
 
 Events are the source of truth (they hold the checkpoints); node runs and the run row are
 projections of them kept for fast reads, updated from the same batch.
@@ -6,6 +6,7 @@ projections of them kept for fast reads, updated from the same batch.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -22,25 +23,82 @@ def parse_ts(ts: str) -> datetime:
     return datetime.fromisoformat(ts.replace("Z", "+00:00"))
 
 
-def store_events(run_id: Any, events: list[Event], node_types: dict[str, str] | None = None,
-                 lease: Any = None, known_nodes: set[str] | None = None) -> None:
-    """Store events (in seq order) and project them onto the run and its node runs.
+@dataclass(slots=True)
+class Batch:
+    """Events of one run to store (in seq order), with what fences and projects them.
 
     With a `lease` (flows/services/lifecycle.py) the batch is fenced: when another worker
-    has claimed the run since, nothing is written and LeaseLost is raised. The check rides
-    on the update of the run row that every batch makes: it costs no extra statement. A
-    batch that finishes the run gives the lease up with it (the execution writes nothing
-    after `run.finished`): whoever sees the run finished sees it let go.
+    has claimed the run since, nothing of it is written and LeaseLost is its outcome. The
+    check rides on the update of the run row that every batch makes: it costs no extra
+    statement. A batch that finishes the run gives the lease up with it (the execution
+    writes nothing after `run.finished`): whoever sees the run finished sees it let go.
 
     `known_nodes`, when the caller knows it (the sink of an execution), names the nodes that
     may already have a node-run row: only those are looked up before the projection."""
+
+    run_id: Any
+    events: list[Event]
+    node_types: dict[str, str] = field(default_factory=dict)
+    lease: Any = None
+    known_nodes: set[str] | None = None
+
+
+def store_events(run_id: Any, events: list[Event], node_types: dict[str, str] | None = None,
+                 lease: Any = None, known_nodes: set[str] | None = None) -> None:
+    """Store one run's events and project them onto the run and its node runs, in one
+    transaction (see Batch); raises LeaseLost when the lease no longer holds."""
     if not events:
         return
+    [outcome] = _store_together([Batch(run_id, events, node_types or {}, lease, known_nodes)])
+    if isinstance(outcome, LeaseLost):
+        raise outcome
+
+
+def store_batches(batches: list[Batch]) -> list[list[Event] | Exception]:
+    """Store the batches of several runs in one transaction (a group commit: the executor
+    stores together what its runs emitted meanwhile). Each batch's outcome: the events as
+    stored (to publish exactly those), or the error that refused it. A batch whose lease is
+    lost is refused alone; when the database refuses the group (a NUL character, a value it
+    cannot store), each batch is stored on its own, so only the batch at fault fails."""
+    if len(batches) > 1:
+        try:
+            return _store_together(batches)
+        except Exception:
+            pass
+    outcomes: list[list[Event] | Exception] = []
+    for batch in batches:
+        try:
+            outcomes.append(store_events_cleaning_nul(
+                batch.run_id, batch.events, batch.node_types, batch.lease, batch.known_nodes))
+        except Exception as error:
+            outcomes.append(error)
+    return outcomes
+
+
+def _store_together(batches: list[Batch]) -> list[list[Event] | Exception]:
+    # Rows are locked in one order (by run) so that two groups never wait for each other.
+    order = sorted(range(len(batches)), key=lambda index: str(batches[index].run_id))
+    outcomes: list[list[Event] | Exception] = [[] for _ in batches]
     with transaction.atomic():
-        _insert_events(run_id, events)
-        _project_node_runs(run_id, [e for e in events if e["scope"] is None], node_types or {},
-                           known_nodes)
-        _project_run(run_id, events, lease)
+        kept: list[Batch] = []
+        for index in order:
+            batch = batches[index]
+            try:  # first, as the fence: a refused batch writes nothing
+                _project_run(batch.run_id, batch.events, batch.lease)
+            except LeaseLost as lost:
+                outcomes[index] = lost
+                continue
+            outcomes[index] = batch.events
+            kept.append(batch)
+        _insert_events(kept)
+        created: list[NodeRun] = []
+        for batch in kept:
+            created += _project_node_runs(
+                batch.run_id, [e for e in batch.events if e["scope"] is None],
+                batch.node_types, batch.known_nodes)
+        if created:
+            NodeRun.objects.bulk_create(created)
+    return outcomes
 
 
 def projected_nodes(events: list[Event]) -> set[str]:
@@ -102,10 +160,13 @@ def stored_events(run_id: Any) -> list[Event]:
     return [row.envelope() for row in rows]
 
 
-def _insert_events(run_id: Any, events: list[Event]) -> None:
-    """INSERT the events with one executemany. Not `bulk_create`: building and compiling a
-    model instance per event cost ~150 µs an event, most of a burst's time to its watchers
-    (bench/events.py); the values are prepared by the model's own fields all the same."""
+def _insert_events(batches: list[Batch]) -> None:
+    """INSERT the batches' events with one executemany. Not `bulk_create`: building and
+    compiling a model instance per event cost ~150 µs an event, most of a burst's time to its
+    watchers (bench/events.py); the values are prepared by the model's own fields all the
+    same."""
+    if not batches:
+        return
     connection = connections[router.db_for_write(RunEvent)]
     fields = [RunEvent._meta.get_field(name)
               for name in ("run", "seq", "type", "ts", "scope", "item", "data")]
@@ -114,9 +175,11 @@ def _insert_events(run_id: Any, events: list[Event]) -> None:
            f"({', '.join(quote(field.column) for field in fields)}) "
            f"VALUES ({', '.join(['%s'] * len(fields))})")
     run_field, data_field = fields[0], fields[-1]
-    run_value = run_field.get_db_prep_save(run_id, connection)
-    rows = [(run_value, e["seq"], e["type"], e["ts"], e["scope"], e["item"],
-             data_field.get_db_prep_save(e["data"], connection)) for e in events]
+    rows = []
+    for batch in batches:
+        run_value = run_field.get_db_prep_save(batch.run_id, connection)
+        rows += [(run_value, e["seq"], e["type"], e["ts"], e["scope"], e["item"],
+                  data_field.get_db_prep_save(e["data"], connection)) for e in batch.events]
     with connection.cursor() as cursor:
         cursor.executemany(sql, rows)
 
@@ -161,9 +224,11 @@ _NODE_ROWS = frozenset({ev.NODE_STARTED, ev.NODE_FINISHED, ev.NODE_SKIPPED, ev.R
 
 
 def _project_node_runs(run_id: Any, events: list[Event], node_types: dict[str, str],
-                       known_nodes: set[str] | None = None) -> None:
+                       known_nodes: set[str] | None = None) -> list[NodeRun]:
+    """Update the node runs these events change; the new ones are returned, to be inserted
+    with those of the other batches."""
     if not events:
-        return
+        return []
     states: dict[str, dict[str, Any]] = {}
     for event in events:
         kind, data = event["type"], event["data"]
@@ -200,7 +265,6 @@ def _project_node_runs(run_id: Any, events: list[Event], node_types: dict[str, s
             setattr(row, name, value)
         fields.update(state)
         updated.append(row)
-    if created:
-        NodeRun.objects.bulk_create(created)
     if updated:
         NodeRun.objects.bulk_update(updated, sorted(fields))
+    return created

@@ -11,6 +11,7 @@ from django.db import OperationalError
 
 from engine.ports import Usage
 from flows import services
+from flows.execution import grouping as grouping_module
 from flows.execution import sink as sink_module
 from flows.execution.executor import executor
 from flows.execution.world import shared_world
@@ -77,7 +78,7 @@ def test_a_side_effect_waits_while_nothing_can_be_stored_and_never_starts_if_it_
     def refuse(*args, **kwargs):
         raise OperationalError("the server closed the connection unexpectedly")
 
-    monkeypatch.setattr(sink_module, "store_events_cleaning_nul", refuse)
+    monkeypatch.setattr(grouping_module, "store_batches", refuse)
     monkeypatch.setattr(sink_module, "RETRY_FOR_S", 0.3)
     owner = User.objects.create_user("patient")
     flow = services.create_flow(owner, FLOW)

@@ -126,8 +126,9 @@ def statements_of_every_thread():
 @pytest.mark.django_db(transaction=True)
 def test_executing_a_run_started_here_is_four_statements(owner, api, stopped_executor):
     """A run started in this process is leased to its executor as it is inserted (no claim,
-    no read of events it cannot have), and its one batch of events stores the events, the
-    node runs and the run row, giving the lease up with run.finished (no separate release).
+    no read of events it cannot have), and its one batch of events stores the run row (the
+    lease's fence, given up with run.finished: no separate release), the events and the
+    node runs.
     Counted: the statements that name the run (not the worker's heartbeat or maintenance)."""
     flow = services.create_flow(owner, unique_hello(), slug="hot")
     services.publish_flow(flow)
@@ -137,8 +138,8 @@ def test_executing_a_run_started_here_is_four_statements(owner, api, stopped_exe
         run_id = response.json()["id"]
         assert asyncio.run(stopped_executor.until_settled(run_id, 10)) == "settled"
     named = [sql for sql, params in seen if run_id in params or run_id.replace("-", "") in params]
-    assert tables(named) == ["flows_run", "flows_runevent", "flows_noderun", "flows_run"], named
-    assert named[0].startswith("INSERT") and named[3].startswith("UPDATE")
+    assert tables(named) == ["flows_run", "flows_run", "flows_runevent", "flows_noderun"], named
+    assert named[0].startswith("INSERT") and named[1].startswith("UPDATE")
     run = Run.objects.get(pk=run_id)
     assert run.status == "succeeded" and run.outputs == {"greeting": "Hello, Ada!"}
     assert (run.lease_owner, run.lease_expires_at, run.unfinished_executions) == ("", None, 0)

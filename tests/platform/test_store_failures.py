@@ -10,6 +10,7 @@ from django.contrib.auth.models import User
 from django.db import OperationalError
 
 from flows import services
+from flows.execution import grouping as grouping_module
 from flows.execution import sink as sink_module
 from flows.execution.executor import executor
 from flows.models import RunEvent
@@ -34,7 +35,7 @@ class FailingStores:
     def __init__(self, failures: int):
         self.failures = failures
         self.calls = 0
-        self.real = sink_module.store_events_cleaning_nul
+        self.real = grouping_module.store_batches
 
     def __call__(self, *args, **kwargs):
         self.calls += 1
@@ -45,7 +46,7 @@ class FailingStores:
 
 def test_a_failed_store_is_tried_again_and_no_event_is_lost(monkeypatch):
     stores = FailingStores(failures=3)
-    monkeypatch.setattr(sink_module, "store_events_cleaning_nul", stores)
+    monkeypatch.setattr(grouping_module, "store_batches", stores)
     owner = User.objects.create_user("flaky")
     flow = services.create_flow(owner, CHAIN)
 
@@ -60,7 +61,7 @@ def test_a_failed_store_is_tried_again_and_no_event_is_lost(monkeypatch):
 
 
 def test_a_store_that_keeps_failing_stops_the_run_here(monkeypatch):
-    monkeypatch.setattr(sink_module, "store_events_cleaning_nul", FailingStores(10**9))
+    monkeypatch.setattr(grouping_module, "store_batches", FailingStores(10**9))
     monkeypatch.setattr(sink_module, "RETRY_FOR_S", 0.3)
     owner = User.objects.create_user("down")
     flow = services.create_flow(owner, CHAIN)
