@@ -1,8 +1,11 @@
 """Several serving processes on one socket: `manage.py serve --processes N`.
 
-One process is one GIL. This binds the address once and starts N daphne processes that all
-accept on that socket (`daphne --fd`, as Channels' deployment guide does with a process
-manager); the kernel spreads the connections among them. Each process is a complete server:
+One process is one GIL. This binds the address and starts N daphne processes that accept on
+it (`daphne --fd`, as Channels' deployment guide does with a process manager). Where the
+kernel offers SO_REUSEPORT (Linux), each process has a socket of its own on the address and
+the kernel spreads new connections evenly among them; with one shared socket, whichever
+process is in `accept` first takes the connection, and under load one process took two
+connections in three (bench/throughput.py). Each process is a complete server:
 it executes the runs it starts, and its executor takes over the runs of a process that died
 (docs/platform.md, Recovery). A process that exits is started again after a second; SIGTERM
 or SIGINT stops them all, each finishing its requests as daphne does.
@@ -27,14 +30,39 @@ RESTART_AFTER_S = 1.0
 STOP_WITHIN_S = 20.0
 
 
-def listening_socket(host: str, port: int) -> socket.socket:
+def listening_socket(host: str, port: int, share_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listener = socket.socket(family, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind((host, port))
-    listener.listen(1024)
+    if share_port:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        listener.bind((host, port))
+        listener.listen(1024)
+    except OSError:
+        listener.close()
+        raise
     listener.set_inheritable(True)
     return listener
+
+
+def listening_sockets(host: str, port: int, processes: int) -> list[socket.socket]:
+    """One socket per process on the address (SO_REUSEPORT), or one shared by all."""
+    if processes == 1 or not hasattr(socket, "SO_REUSEPORT"):
+        return [listening_socket(host, port)] * processes
+    # Bound once without sharing first: an address another server holds is refused here,
+    # even one that shares its port (it would otherwise get half our connections).
+    with listening_socket(host, port) as probe:
+        port = probe.getsockname()[1]
+    listeners: list[socket.socket] = []
+    try:
+        for _ in range(processes):
+            listeners.append(listening_socket(host, port, share_port=True))
+    except OSError:
+        for listener in listeners:
+            listener.close()
+        raise
+    return listeners
 
 
 def daphne(listener: socket.socket) -> subprocess.Popen[bytes]:
@@ -46,9 +74,9 @@ def daphne(listener: socket.socket) -> subprocess.Popen[bytes]:
 def serve(host: str, port: int, processes: int,
           say: Callable[[str], None] = print) -> None:
     """Serve until SIGTERM or SIGINT, keeping `processes` daphne processes alive."""
-    listener = listening_socket(host, port)
-    say(f"serving on http://{host}:{listener.getsockname()[1]} with {processes} processes")
-    children = [daphne(listener) for _ in range(processes)]
+    listeners = listening_sockets(host, port, processes)
+    say(f"serving on http://{host}:{listeners[0].getsockname()[1]} with {processes} processes")
+    children = [daphne(listener) for listener in listeners]
     stopping = False
 
     def stop(signum: int, frame: object) -> None:
@@ -65,7 +93,7 @@ def serve(host: str, port: int, processes: int,
                     say(f"process {child.pid} exited with {child.returncode}; "
                         f"starting another in {RESTART_AFTER_S:g} s")
                     time.sleep(RESTART_AFTER_S)
-                    children[index] = daphne(listener)
+                    children[index] = daphne(listeners[index])
     finally:
         for child in children:
             if child.poll() is None:
@@ -77,4 +105,5 @@ def serve(host: str, port: int, processes: int,
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
-        listener.close()
+        for listener in set(listeners):
+            listener.close()

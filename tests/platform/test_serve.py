@@ -1,4 +1,4 @@
-"""`manage.py serve --processes N`: several daphne processes on one socket (flows/serving.py),
+"""`manage.py serve --processes N`: several daphne processes on one address (flows/serving.py),
 each executing the runs it starts; SIGTERM stops them all."""
 
 from __future__ import annotations
@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from django.db import connection
 
 from flows import services
 from flows.models import Worker
+from flows.serving import listening_sockets
 from tests.processes import environment_for_another_process
 from tests.servers import free_port
 
@@ -54,6 +56,48 @@ def test_an_address_in_use_is_refused_with_a_clear_message():
         port = taken.getsockname()[1]
         with pytest.raises(CommandError, match=f"cannot listen on 127.0.0.1:{port}"):
             call_command("serve", "--processes", "1", "--port", str(port))
+
+
+@pytest.mark.skipif(not hasattr(socket, "SO_REUSEPORT"), reason="Linux and BSDs only")
+def test_each_process_has_its_own_socket_and_the_kernel_spreads_connections_over_them():
+    listeners = listening_sockets("127.0.0.1", 0, 2)
+    try:
+        assert len({listener.fileno() for listener in listeners}) == 2
+        port = listeners[0].getsockname()[1]
+        assert listeners[1].getsockname()[1] == port
+        # Many connections: each socket gets some (the kernel hashes each connection).
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(64)]
+        accepted = []
+        for listener in listeners:
+            listener.setblocking(False)
+            count = 0
+            while True:
+                try:
+                    connection_, _ = listener.accept()
+                except BlockingIOError:
+                    break
+                connection_.close()
+                count += 1
+            accepted.append(count)
+        for client in clients:
+            client.close()
+        assert sum(accepted) == 64 and min(accepted) > 0, accepted
+    finally:
+        for listener in listeners:
+            listener.close()
+
+
+@pytest.mark.skipif(not hasattr(socket, "SO_REUSEPORT"), reason="Linux and BSDs only")
+def test_an_address_another_server_shares_is_refused_too():
+    other = socket.socket()
+    other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    other.bind(("127.0.0.1", 0))
+    other.listen()
+    try:
+        with pytest.raises(OSError):
+            listening_sockets("127.0.0.1", other.getsockname()[1], 2)
+    finally:
+        other.close()
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql" or not settings.REDIS_URL,
