@@ -9,11 +9,14 @@ runs that need a worker. One daphne process is a complete server.
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "astron.settings")
+django.setup(set_prefix=False)  # as django.core.asgi.get_asgi_application does
 
-django_application = get_asgi_application()
+from astron.handler import ReusedThreadsASGIHandler  # noqa: E402 - needs the apps loaded
+
+django_application = ReusedThreadsASGIHandler()  # Django's, keeping its request threads
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402 - needs the apps loaded
 
