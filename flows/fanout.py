@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +26,7 @@ from channels.layers import get_channel_layer
 from engine import events as ev
 from flows.execution.database import give_back_connection
 from flows.execution.publisher import run_group
+from flows.loops import per_loop
 from flows.services import lifecycle
 
 logger = logging.getLogger(__name__)
@@ -115,17 +115,8 @@ class RunWatchers:
         return len(self._subscriptions)
 
 
-_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RunWatchers] = \
-    weakref.WeakKeyDictionary()
-
-
-def run_watchers() -> RunWatchers:
-    """The subscriptions of the running event loop."""
-    loop = asyncio.get_running_loop()
-    hub = _hubs.get(loop)
-    if hub is None:
-        hub = _hubs[loop] = RunWatchers()
-    return hub
+# The subscriptions of the running event loop.
+run_watchers: Callable[[], RunWatchers] = per_loop(RunWatchers)
 
 
 def _settled_now(run_id: str) -> bool:

@@ -16,12 +16,13 @@ gets the error that refused it — a lost lease refuses only the batch of that r
 from __future__ import annotations
 
 import asyncio
-import weakref
+from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
 
 from engine.events import Event
+from flows.loops import per_loop
 from flows.services.history import Batch, store_batches
 
 MAX_GROUP = 64  # batches in one transaction
@@ -66,14 +67,5 @@ class GroupCommit:
             self._storing = None
 
 
-_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, GroupCommit] = \
-    weakref.WeakKeyDictionary()
-
-
-def group_commit() -> GroupCommit:
-    """The group commit of the running event loop (the executor's, or a test's)."""
-    loop = asyncio.get_running_loop()
-    committer = _by_loop.get(loop)
-    if committer is None:
-        committer = _by_loop[loop] = GroupCommit()
-    return committer
+# The group commit of the running event loop (the executor's, or a test's).
+group_commit: Callable[[], GroupCommit] = per_loop(GroupCommit)
