@@ -1,7 +1,8 @@
 """The event sink of a run executing here: batches events into the database, then publishes.
 
 `emit` only appends to a buffer (the engine must never wait on I/O to emit); a flusher
-writes a batch in one transaction and, after it commits, hands it to the run's publisher
+writes a batch in one transaction (with the batches other runs store at the same time:
+flows/execution/grouping.py) and, after it commits, hands it to the run's publisher
 (flows/execution/publisher.py), which sends it to the run's channel group off the run's
 path: a subscriber never sees an event that is not stored, and a slow channel layer never
 holds the run back.
