@@ -63,6 +63,10 @@ def stopped_executor():
 
 
 @pytest.fixture(autouse=True, scope="session")
-def executor_stopped_at_the_end():
+def executor_stopped_at_the_end(django_db_setup, django_db_blocker):
+    """Stops the executor before the test database is dropped: it depends on the database's
+    setup, so it is torn down first (an autouse fixture alone may be set up before it, and
+    then the executor's heartbeat outlived the database and opened a pool on a dropped one)."""
     yield
-    executor.stop()
+    with django_db_blocker.unblock():
+        executor.stop()
