@@ -43,12 +43,13 @@ class UserRateThrottle(throttling.UserRateThrottle):
         now = self.timer()
         window = int(now // self.duration)
         key = f"{self.key}:{window}"
-        self.cache.add(key, 0, self.duration + 1)
+        # One round trip in the common case (the window's counter exists): the counter is
+        # made only by the request that finds none, and a request that loses that race
+        # counts on the one the winner made.
         try:
             count = self.cache.incr(key)
-        except ValueError:  # expired between the two calls: this request starts it again
-            self.cache.add(key, 1, self.duration + 1)
-            count = 1
+        except ValueError:
+            count = 1 if self.cache.add(key, 1, self.duration + 1) else self.cache.incr(key)
         self.retry_after = (window + 1) * self.duration - now
         return count <= self.num_requests
 
