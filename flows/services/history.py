@@ -6,6 +6,7 @@ projections of them kept for fast reads, updated from the same batch.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -17,6 +18,9 @@ from engine import events as ev
 from engine.events import Event
 from flows.errors import LeaseLost
 from flows.models import NodeRun, Run, RunEvent
+from tracing.logs import warn_now_and_then
+
+logger = logging.getLogger(__name__)
 
 
 def parse_ts(ts: str) -> datetime:
@@ -63,8 +67,9 @@ def store_batches(batches: list[Batch]) -> list[list[Event] | Exception]:
     if len(batches) > 1:
         try:
             return _store_together(batches)
-        except Exception:
-            pass
+        except Exception as error:
+            warn_now_and_then(logger, "group", "storing %d runs' batches together failed "
+                              "(%r): storing each alone", len(batches), error)
     outcomes: list[list[Event] | Exception] = []
     for batch in batches:
         try:

@@ -20,6 +20,7 @@ from flows.models import NodeRun, Run, RunEvent
 from flows.services import lifecycle
 from flows.services.history import Batch, store_batches
 from tests.platform import factories
+from tracing import logs
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -66,7 +67,8 @@ def test_batches_of_several_runs_are_stored_together_each_fenced_by_its_own_leas
     assert Run.objects.get(pk=stale.pk).last_seq == 0
 
 
-def test_a_batch_the_database_refuses_fails_alone(runs):
+def test_a_batch_the_database_refuses_fails_alone(runs, caplog, monkeypatch):
+    monkeypatch.setattr(logs, "_last", {})  # no earlier warning of its kind holds this one back
     first, second, _, _ = runs
     clashing = batch_of(second)
     clashing.events[1] = {**clashing.events[1], "seq": 1}  # seq 1 twice: the unique index
@@ -74,6 +76,7 @@ def test_a_batch_the_database_refuses_fails_alone(runs):
     outcomes = store_batches([batch_of(first), clashing])
 
     assert isinstance(outcomes[0], list) and isinstance(outcomes[1], Exception)
+    assert "storing 2 runs' batches together failed" in caplog.text  # an operator sees it
     assert RunEvent.objects.filter(run=first).count() == 3
     assert not RunEvent.objects.filter(run=second).exists()
 
