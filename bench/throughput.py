@@ -17,6 +17,11 @@ after another for a fixed time, over its own pooled httpx connection:
 - `asks` with `wait` at 8 clients: three `llm` nodes (the echo provider) one after another,
   each a node with side effects, whose start waits until the events before it are stored.
 
+With `--ceiling`, two rows at 32 clients that start no run, to show what the serving stack
+itself gives on this machine: `GET /healthz` (Django's middleware and a JSON answer, no
+database) and `GET /api/runs/<id>/` (a token, the throttle and one run read back and
+serialised). A run start cannot be cheaper than either.
+
 Columns: runs/s (requests answered per second over the row), p50/p99 latency, timeouts
 (a `wait` answered with a run not yet final), errors (any answer but 2xx) and what they were
 (`refused`: status codes, or the client's exception), and `final`:
@@ -122,6 +127,44 @@ async def drive(base: str, key: str, flow: str, clients: int, wait: bool,
             "final": final}
 
 
+async def drive_reads(base: str, key: str, path: str, clients: int,
+                      seconds: float) -> dict[str, Any]:
+    """`clients` clients sending `GET path` one after another: the ceiling rows."""
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.monotonic() + seconds
+
+    async def client() -> None:
+        nonlocal errors
+        async with httpx.AsyncClient(base_url=base, timeout=30,
+                                     headers={"Authorization": f"Token {key}"}) as http:
+            while time.monotonic() < deadline:
+                started = time.monotonic()
+                try:
+                    answer = await http.get(path)
+                except httpx.HTTPError:
+                    errors += 1
+                    continue
+                latencies.append(time.monotonic() - started)
+                errors += answer.status_code // 100 != 2
+
+    began = time.monotonic()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    elapsed = time.monotonic() - began
+    return {"runs": 0, "runs_per_s": round(len(latencies) / elapsed, 1),
+            "p50_ms": round(percentile(latencies, 50) * 1000, 1),
+            "p99_ms": round(percentile(latencies, 99) * 1000, 1),
+            "timeouts": 0, "errors": errors, "refused": "-", "final": True}
+
+
+async def one_run(base: str, key: str) -> str:
+    async with httpx.AsyncClient(base_url=base, timeout=30,
+                                 headers={"Authorization": f"Token {key}"}) as http:
+        answer = await http.post("/api/flows/hello/runs/",
+                                 json={"inputs": INPUTS["hello"], "wait": 10})
+        return answer.json()["id"]
+
+
 async def all_final(base: str, key: str, run_ids: list[str], patience_s: float = 60) -> bool:
     """Whether every run started is final (waiting up to `patience_s` for the stragglers)."""
     pending = set(run_ids)
@@ -146,6 +189,8 @@ def main() -> None:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
     parser.add_argument("--seconds", type=float, help="seconds a row (default 15, quick 3)")
     parser.add_argument("--only", help="only the rows of this flow (hello, fanout, asks)")
+    parser.add_argument("--ceiling", action="store_true",
+                        help="also the rows that start no run: GET /healthz and GET a run")
     parser.add_argument("--processes", type=int, default=1,
                         help="serving processes (more than 1: manage.py serve; needs "
                              "--postgres)")
@@ -186,6 +231,15 @@ def main() -> None:
                              "processes": args.processes,
                              "flow": row["flow"], "clients": row["clients"],
                              "wait": row["wait"], "seconds": seconds, **result})
+            if args.ceiling:
+                run_id = asyncio.run(one_run(server.http, key))
+                for name, path in (("GET /healthz", "/healthz"),
+                                   ("GET a run", f"/api/runs/{run_id}/")):
+                    print(f"{name}, 32 clients", file=sys.stderr)
+                    result = asyncio.run(drive_reads(server.http, key, path, 32, seconds))
+                    rows.append({"database": "postgres" if args.postgres else "sqlite",
+                                 "processes": args.processes, "flow": name, "clients": 32,
+                                 "wait": False, "seconds": seconds, **result})
     report("throughput", rows, ["database", "processes", "flow", "clients", "wait", "runs", "runs_per_s",
                                 "p50_ms", "p99_ms", "timeouts", "errors", "refused", "final"])
 

@@ -11,6 +11,7 @@ from engine import document_digest
 from flows import lookup
 from flows.errors import ServiceError
 from flows.models import Flow, FlowVersion
+from flows.queries import one_or_none
 from flows.services.documents import (
     SLUG_PATTERN,
     check_dsl,
@@ -101,7 +102,7 @@ def flow_of(owner: Any, slug: str, include_deleted: bool = False,
     flows = Flow.objects.filter(owner=owner, slug=slug)
     if for_run:
         flows = flows.only(*RUN_COLUMNS)
-    flow = flows.first()
+    flow = one_or_none(flows)
     if flow is None:
         lookup.note_missing(owner_id, slug)
     elif flow.deleted_at is not None and not include_deleted:

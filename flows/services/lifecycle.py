@@ -31,6 +31,7 @@ from engine import Plan, RunResult
 from engine.checkpoint import Checkpoint
 from flows.errors import LeaseLost, ServiceError
 from flows.models import Flow, Run, Worker
+from flows.queries import one_or_none
 from flows.services.history import parse_ts, store_events, stored_events
 from flows.services.snapshots import Snapshot, resolve
 
@@ -128,7 +129,7 @@ def start_child(owner_id: Any, parent_run_id: Any, node: str, depth: int, slug: 
 
     Raises ServiceError `not_published` (no such flow or version: the subflow node's error,
     docs/dsl.md §5.11) and InputsInvalid."""
-    flow = Flow.objects.filter(owner_id=owner_id, slug=slug, deleted_at__isnull=True).first()
+    flow = one_or_none(Flow.objects.filter(owner_id=owner_id, slug=slug, deleted_at__isnull=True))
     if flow is None:
         raise ServiceError(404, "not_published", f'there is no flow "{slug}"')
     try:
@@ -150,7 +151,7 @@ def claim(run_id: Any, worker: str, retake: bool = False) -> Run | None:
     """Take a run that needs executing, unless another worker that is alive holds a live
     lease on it. `retake`: the run may be leased to `worker` itself, which stopped executing
     it when it lost touch with the database and now takes it up again."""
-    run = Run.objects.filter(pk=run_id).first()
+    run = one_or_none(Run.objects.filter(pk=run_id))
     now = timezone.now()
     if run is None or run.is_finished:
         return None
@@ -264,7 +265,7 @@ def runs_needing_a_worker(limit: int = 100, gone: list[str] | tuple[str, ...] = 
 
 def is_settled(run_id: Any) -> bool:
     """Finished, or waiting for a person with nothing (answer, cancel, deadline) to act on."""
-    row = Run.objects.filter(pk=run_id).values("status", "lease_owner", "wake_at").first()
+    row = one_or_none(Run.objects.filter(pk=run_id).values("status", "lease_owner", "wake_at"))
     if row is None or row["status"] in Run.FINISHED:
         return True
     return row["status"] == Run.Status.WAITING and not row["lease_owner"] and (

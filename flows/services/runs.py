@@ -16,6 +16,7 @@ from engine.questions import AnswerRefused, check_answer
 from flows.errors import ServiceError
 from flows.models import Flow, Run
 from flows.plans import plan_for
+from flows.queries import one_or_none
 from flows.services import dispatch, lifecycle, snapshots
 from flows.services.history import parse_ts
 from tracing.context import current_trace_parent
@@ -41,7 +42,7 @@ def start_run(owner: Any, flow: Flow, inputs: Any, version: Any = None,
         if not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY or "\x00" in idempotency_key:
             raise ServiceError(400, "invalid_idempotency_key",
                                f"Idempotency-Key must have 1 to {MAX_IDEMPOTENCY_KEY} characters")
-        existing = Run.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
+        existing = one_or_none(Run.objects.filter(owner=owner, idempotency_key=idempotency_key))
         if existing is not None:
             return _repeated(existing, fingerprint), False
     snapshot = snapshots.resolve(flow, version)
@@ -72,7 +73,7 @@ def start_run(owner: Any, flow: Flow, inputs: Any, version: Any = None,
             with transaction.atomic():
                 run = insert()
     except IntegrityError:
-        existing = Run.objects.filter(owner=owner, idempotency_key=idempotency_key).first()
+        existing = one_or_none(Run.objects.filter(owner=owner, idempotency_key=idempotency_key))
         if existing is None:
             raise
         return _repeated(existing, fingerprint), False
@@ -157,7 +158,7 @@ def run_of(owner: Any, run_id: Any) -> Run:
         key = uuid.UUID(str(run_id))
     except ValueError:
         key = None
-    run = Run.objects.select_related("flow").filter(owner=owner, pk=key).first() if key else None
+    run = one_or_none(Run.objects.select_related("flow").filter(owner=owner, pk=key)) if key else None
     if run is None:
         raise ServiceError(404, "not_found", "there is no such run")
     return run

@@ -10,6 +10,7 @@ from typing import Any
 from django.utils import timezone
 
 from flows.models import ApiToken
+from flows.queries import one_or_none
 
 KEY_PREFIX = "ast_"
 # last_used_at is written at most this often per token, not on every request.
@@ -37,7 +38,7 @@ def revoke_token(token: ApiToken) -> None:
 
 def user_for_key(key: str) -> tuple[Any, ApiToken] | None:
     """The active user and token for a key, or None when unknown, revoked or expired."""
-    token = ApiToken.objects.select_related("user").filter(key_hash=hash_key(key)).first()
+    token = one_or_none(ApiToken.objects.select_related("user").filter(key_hash=hash_key(key)))
     now = timezone.now()
     if token is None or token.revoked_at is not None or not token.user.is_active:
         return None
