@@ -19,6 +19,7 @@ from astron.handler import ReusedThreadsASGIHandler  # noqa: E402 - needs the ap
 django_application = ReusedThreadsASGIHandler()  # Django's, keeping its request threads
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402 - needs the apps loaded
+from django.conf import settings  # noqa: E402
 
 from astron.heap import freeze_loaded_objects  # noqa: E402
 from flows.api.waiting import WaitingForRuns  # noqa: E402
@@ -33,5 +34,6 @@ application = ProtocolTypeRouter({
 
 announce_isolation()
 freeze_loaded_objects()
-executor.start()
-executor.prestart_sandbox()
+if settings.RUN_EXECUTOR == "inline":  # with celery, worker processes execute runs
+    executor.start()
+    executor.prestart_sandbox()

@@ -203,6 +203,25 @@ def redis_urls(name: str, url: str) -> tuple[str, str]:
     )
 
 
+def broker_url(name: str, url: str | None) -> str:
+    """A Celery broker's URL: RabbitMQ (`amqp://`, `amqps://`) or Redis (`redis://`,
+    `rediss://`)."""
+    if not url:
+        raise ImproperlyConfigured(
+            f"{name} is required with RUN_EXECUTOR=celery: amqp://user:password@host:5672// "
+            "(RabbitMQ) or redis://host:port/N.")
+    parts = _split(name, url)
+    if parts.scheme not in {"amqp", "amqps", "pyamqp", "redis", "rediss"} or not parts.hostname:
+        raise ImproperlyConfigured(
+            f"{name} must look like amqp://user:password@host:5672// or redis://host:port/N, "
+            f"not {_redact(url)!r}.")
+    try:
+        parts.port  # noqa: B018  (raises on a malformed port)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} has a bad port: {_redact(url)!r}.") from None
+    return url
+
+
 def secret_key_from_file(path: Path) -> str:
     """Read the key in `path`, generating it first (mode 600) if there is none."""
     if not path.exists():

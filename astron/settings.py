@@ -12,6 +12,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from astron.env import (
     allowed_hosts,
+    broker_url,
     database_from_url,
     env_bool,
     env_choice,
@@ -243,7 +244,46 @@ WHITENOISE_AUTOREFRESH = DEBUG
 
 # --- Runs and the world they reach ------------------------------------------------------------
 
-RUN_EXECUTOR = env_choice("RUN_EXECUTOR", "inline", ("inline",))
+# inline: the serving processes execute runs. celery: worker processes do
+# (`celery -A astron worker`, astron/celery.py), rung through the broker (docs/scaling.md).
+RUN_EXECUTOR = env_choice("RUN_EXECUTOR", "inline", ("inline", "celery"))
+# Most runs one worker process executes at once; the rest wait in the broker.
+RUN_WORKER_CONCURRENCY = env_int("RUN_WORKER_CONCURRENCY", 200, minimum=1, maximum=100_000)
+# Most runs of one owner executing at once (docs/api.md, Capacity); a flow's own
+# max_active_runs may be lower. Runs over a limit stay queued and start as slots free.
+RUN_MAX_ACTIVE_PER_OWNER = env_int("RUN_MAX_ACTIVE_PER_OWNER", 100, minimum=1,
+                                   maximum=1_000_000)
+# How long a stopping worker (SIGTERM) lets its runs finish before it hands them over.
+RUN_DRAIN_S = env_number("RUN_DRAIN_S", 10, minimum=0, maximum=3600)
+if RUN_EXECUTOR == "celery":
+    if not REDIS_URL:
+        raise ImproperlyConfigured(
+            "RUN_EXECUTOR=celery needs REDIS_URL: a run's events reach the serving processes "
+            "(live pages, waiting requests) from the workers through Redis.")
+    CELERY_BROKER_URL = broker_url("CELERY_BROKER_URL", env_str("CELERY_BROKER_URL"))
+else:
+    CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or "memory://"  # never used
+# The doorbell's queue (astron/celery.py): JSON only, acknowledged once the run is handed to
+# the worker's loop, one message taken at a time, no results kept.
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+# The broker's queue of doorbells: deployments (or test sessions) sharing a broker keep
+# apart by naming their own.
+CELERY_TASK_DEFAULT_QUEUE = env_str("RUN_QUEUE") or "astron.runs"
+# One process, one event loop with up to RUN_WORKER_CONCURRENCY runs: the task only hands a
+# run to that loop, so the pool that runs tasks needs no more than the main thread.
+CELERY_WORKER_POOL = "solo"
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A publish that cannot reach the broker gives up quickly: the sweep starts the run anyway.
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.1,
+                                    "interval_step": 0.2, "interval_max": 0.5}
 # How long a worker's claim on a run lasts without renewal; a run whose worker died is
 # taken over after this (renewed every third of it while the run lives).
 RUN_LEASE_S = env_number("RUN_LEASE_S", 30, minimum=1, maximum=3600)

@@ -17,6 +17,11 @@ after another for a fixed time, over its own pooled httpx connection:
 - `asks` with `wait` at 8 clients: three `llm` nodes (the echo provider) one after another,
   each a node with side effects, whose start waits until the events before it are stored.
 
+With `--workers N` (and `--postgres`), runs execute in N Celery workers on the broker
+(`RUN_EXECUTOR=celery`, docs/scaling.md), the serving processes executing none; a
+`fanout` row at 32 clients is added, and with 2 or more workers the takeover time after
+kill -9 of a worker holding 100 runs (each waits 5 s), with the default 30 s lease.
+
 With `--ceiling`, two rows at 32 clients that start no run, to show what the serving stack
 itself gives on this machine: `GET /healthz` (Django's middleware and a JSON answer, no
 database) and `GET /api/runs/<id>/` (a token, the throttle and one run read back and
@@ -70,7 +75,84 @@ def rows_to_run(quick: bool) -> list[dict[str, Any]]:
     ]
 
 
-INPUTS = {"hello": {"name": "Ada"}, "fanout": {"topic": "rivers"}, "asks": {}}
+INPUTS = {"hello": {"name": "Ada"}, "fanout": {"topic": "rivers"}, "asks": {}, "hold": {}}
+
+HOLD = {"dsl": "astron/v1", "name": "Hold",
+        "nodes": [{"id": "start", "type": "start"},
+                  {"id": "hold", "type": "wait", "params": {"seconds": 5}},
+                  {"id": "end", "type": "end", "inputs": {"done": "yes"}}],
+        "edges": [{"from": "start", "to": "hold"}, {"from": "hold", "to": "end"}]}
+
+
+class Workers:
+    """`count` Celery workers (`celery -A astron worker`) with the server's environment."""
+
+    def __init__(self, environment: dict[str, str], folder: Path, count: int) -> None:
+        self.environment, self.folder, self.count = environment, folder, count
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def __enter__(self) -> Workers:
+        for n in range(self.count):
+            log = self.folder / f"worker-{n}.log"
+            with log.open("wb") as output:
+                self.processes.append(subprocess.Popen(
+                    [sys.executable, "-m", "celery", "-A", "astron", "worker", "-n",
+                     f"bench{n}@%h", "--without-mingle", "--without-gossip", "-l", "warning"],
+                    cwd=ROOT, env=self.environment, stdout=output, stderr=subprocess.STDOUT))
+        deadline = time.monotonic() + 60
+        while not all(b"ready." in (self.folder / f"worker-{n}.log").read_bytes()
+                      for n in range(self.count)):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the workers did not start")
+            time.sleep(0.2)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def takeover_after_kill(base: str, key: str, workers: Workers, database_url: str) -> float:
+    """Start 100 runs that wait 5 s, kill -9 the worker holding most of them, and return
+    the seconds until another worker holds every one of them."""
+    import psycopg
+
+    async def start() -> list[str]:
+        async with httpx.AsyncClient(base_url=base, timeout=30,
+                                     headers={"Authorization": f"Token {key}"}) as http:
+            answers = await asyncio.gather(*(http.post("/api/flows/hold/runs/",
+                                                       json={"inputs": {}})
+                                             for _ in range(100)))
+        return [answer.json()["id"] for answer in answers]
+
+    run_ids = asyncio.run(start())
+    with psycopg.connect(database_url.replace("postgres://", "postgresql://"),
+                         autocommit=True) as db:
+        def holders() -> dict[str, int]:
+            rows = db.execute("SELECT lease_owner, count(*) FROM flows_run WHERE id = ANY(%s) "
+                              "AND status IN ('queued', 'running') GROUP BY 1",
+                              [run_ids]).fetchall()
+            return {owner: count for owner, count in rows}
+
+        deadline = time.monotonic() + 30
+        while sum(n for owner, n in holders().items() if owner) < 100:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the runs did not all start")
+            time.sleep(0.1)
+        busiest = max(holders().items(), key=lambda item: item[1])[0]
+        pid = int(busiest.split(":")[1])
+        victim = next(p for p in workers.processes if p.pid == pid)
+        victim.kill()
+        killed = time.monotonic()
+        while any(owner == busiest for owner in holders()):
+            time.sleep(0.05)
+        return round(time.monotonic() - killed, 2)
 
 ASKS = {
     "dsl": "astron/v1", "name": "Three questions to a model",
@@ -189,6 +271,10 @@ def main() -> None:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
     parser.add_argument("--seconds", type=float, help="seconds a row (default 15, quick 3)")
     parser.add_argument("--only", help="only the rows of this flow (hello, fanout, asks)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="Celery workers executing the runs (RUN_EXECUTOR=celery; needs "
+                             "--postgres and the broker at --broker-url)")
+    parser.add_argument("--broker-url", default="amqp://guest:guest@127.0.0.1:5672//")
     parser.add_argument("--ceiling", action="store_true",
                         help="also the rows that start no run: GET /healthz and GET a run")
     parser.add_argument("--processes", type=int, default=1,
@@ -200,6 +286,7 @@ def main() -> None:
     flows = {name: json.loads((ROOT / "samples" / f"{name}.json").read_text())
              for name in ("hello", "fanout")}
     flows["asks"] = ASKS
+    flows["hold"] = HOLD
     rows = []
     with contextlib.ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(
@@ -211,6 +298,11 @@ def main() -> None:
                            DATABASE_URL=fresh_database(args.postgres, folder, "throughput"))
         if args.postgres:
             environment["REDIS_URL"] = args.redis_url
+        if args.workers and not args.postgres:
+            raise SystemExit("--workers needs --postgres (PostgreSQL and Redis)")
+        if args.workers:
+            environment.update(RUN_EXECUTOR="celery", CELERY_BROKER_URL=args.broker_url,
+                               RUN_QUEUE=f"astron.bench.{secrets.token_hex(4)}")
         setup = subprocess.run([sys.executable, "-c", SETUP, json.dumps(flows)], cwd=ROOT,
                                env=environment, capture_output=True, text=True, check=False)
         if setup.returncode:
@@ -219,8 +311,10 @@ def main() -> None:
         if args.processes > 1 and not args.postgres:
             raise SystemExit("--processes needs --postgres (PostgreSQL and Redis)")
         with Server(environment, folder, app="astron.asgi:application",
-                    processes=args.processes) as server:
-            for row in rows_to_run(args.quick):
+                    processes=args.processes) as server, \
+                Workers(environment, folder, args.workers) as workers:
+            extra = [{"flow": "fanout", "clients": 32, "wait": True}] if args.workers else []
+            for row in rows_to_run(args.quick) + extra:
                 if args.only and row["flow"] != args.only:
                     continue
                 print(f"{row['flow']}, {row['clients']} client(s), "
@@ -228,7 +322,7 @@ def main() -> None:
                 result = asyncio.run(drive(server.http, key, row["flow"], row["clients"],
                                            row["wait"], seconds))
                 rows.append({"database": "postgres" if args.postgres else "sqlite",
-                             "processes": args.processes,
+                             "processes": args.processes, "workers": args.workers,
                              "flow": row["flow"], "clients": row["clients"],
                              "wait": row["wait"], "seconds": seconds, **result})
             if args.ceiling:
@@ -238,10 +332,19 @@ def main() -> None:
                     print(f"{name}, 32 clients", file=sys.stderr)
                     result = asyncio.run(drive_reads(server.http, key, path, 32, seconds))
                     rows.append({"database": "postgres" if args.postgres else "sqlite",
-                                 "processes": args.processes, "flow": name, "clients": 32,
-                                 "wait": False, "seconds": seconds, **result})
-    report("throughput", rows, ["database", "processes", "flow", "clients", "wait", "runs", "runs_per_s",
-                                "p50_ms", "p99_ms", "timeouts", "errors", "refused", "final"])
+                                 "processes": args.processes, "workers": args.workers,
+                                 "flow": name, "clients": 32, "wait": False,
+                                 "seconds": seconds, **result})
+            if args.workers >= 2:
+                print("takeover after kill -9 of a worker holding runs", file=sys.stderr)
+                taken_s = takeover_after_kill(server.http, key, workers,
+                                              environment["DATABASE_URL"])
+                rows.append({"database": "postgres", "processes": args.processes,
+                             "workers": args.workers, "flow": "takeover after kill -9",
+                             "takeover_s": taken_s})
+    report("throughput", rows, ["database", "processes", "workers", "flow", "clients", "wait",
+                                "runs", "runs_per_s", "p50_ms", "p99_ms", "timeouts",
+                                "errors", "refused", "final", "takeover_s"])
 
 
 if __name__ == "__main__":

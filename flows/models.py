@@ -40,6 +40,9 @@ class Flow(models.Model):
     draft = models.JSONField()
     draft_hash = models.CharField(max_length=71)
     published_version = models.PositiveIntegerField(null=True, blank=True)
+    # At most this many of the flow's runs execute at once (docs/api.md, Capacity); None: no
+    # limit of its own (the owner's RUN_MAX_ACTIVE_PER_OWNER still holds).
+    max_active_runs = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
@@ -236,6 +239,10 @@ class Worker(models.Model):
     started_at = models.DateTimeField(auto_now_add=True)
     heartbeat_at = models.DateTimeField(db_index=True)
     live_runs = models.PositiveIntegerField(default=0)  # executing there at the last beat
+    # Since the process started, as of its last beat (the /metrics of every serving process
+    # reports them per worker: a Celery worker serves no HTTP of its own).
+    doorbells_dropped = models.PositiveBigIntegerField(default=0)
+    sweep_found = models.PositiveBigIntegerField(default=0)
 
     class Meta:
         ordering = ["-heartbeat_at"]

@@ -21,7 +21,8 @@ def healthz(request):
 @require_safe
 @never_cache
 def readyz(request):
-    """The process can serve: the database answers, and Redis too when it is configured."""
+    """The process can serve: the database answers, and Redis and the broker too when they
+    are configured (REDIS_URL, RUN_EXECUTOR=celery)."""
     try:
         connection.ensure_connection()
         with connection.cursor() as cursor:
@@ -37,6 +38,15 @@ def readyz(request):
         except Exception as error:
             logger.warning("readyz: redis unavailable", exc_info=True)
             return _not_ready(f"Redis does not answer ({type(error).__name__}).")
+    if settings.RUN_EXECUTOR == "celery":
+        from flows.execution.doorbell import check_broker
+
+        try:
+            check_broker()
+        except Exception as error:
+            logger.warning("readyz: broker unavailable", exc_info=True)
+            return _not_ready(f"The broker does not answer ({type(error).__name__}); runs "
+                              "started now wait until it does.")
     return JsonResponse({"status": "ok"})
 
 

@@ -73,6 +73,39 @@ _node_durations: dict[str, Any] = {}
 _node_errors: dict[tuple[str, str], Any] = {}
 
 
+DOORBELLS_FAILED = Counter(
+    "astron_doorbells_failed", "Doorbells (RUN_EXECUTOR=celery) the broker did not take: "
+    "the workers' sweep starts those runs.", registry=REGISTRY)
+DOORBELLS_DROPPED = Counter(
+    "astron_doorbells_dropped", "Doorbells for a run another worker holds or that needs "
+    "nothing: duplicates, dropped by the lease's claim.", registry=REGISTRY)
+SWEEP_FOUND = Counter(
+    "astron_sweep_found", "Runs the sweep took up: a lost doorbell, a dead or stopped "
+    "worker, a waiting run with an answer, a cancel or a passed deadline.", registry=REGISTRY)
+
+
+_worker_counts = {"doorbells_dropped": 0, "sweep_found": 0}  # the same, for the heartbeat
+
+
+def doorbell_failed() -> None:
+    DOORBELLS_FAILED.inc()
+
+
+def doorbell_dropped() -> None:
+    DOORBELLS_DROPPED.inc()
+    _worker_counts["doorbells_dropped"] += 1
+
+
+def sweep_found(count: int) -> None:
+    SWEEP_FOUND.inc(count)
+    _worker_counts["sweep_found"] += count
+
+
+def worker_counts() -> dict[str, int]:
+    """What this process's executor counted since it started: its heartbeat stores them."""
+    return dict(_worker_counts)
+
+
 def run_started() -> None:
     RUNS_STARTED.inc()
 

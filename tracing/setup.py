@@ -125,6 +125,12 @@ def install(provider: trace.TracerProvider, *, django: bool = True,
             pass
         else:
             PsycopgInstrumentor().instrument(tracer_provider=provider, skip_dep_check=True)
+    if django:
+        # A doorbell's publish (in the request's trace) and its task in the worker
+        # (RUN_EXECUTOR=celery): the trace goes from the request through the broker.
+        from opentelemetry.instrumentation.celery import CeleryInstrumentor
+
+        CeleryInstrumentor().instrument(tracer_provider=provider)
     _active = Tracing(provider, provider.get_tracer("astron"))
     return _active
 
@@ -132,9 +138,10 @@ def install(provider: trace.TracerProvider, *, django: bool = True,
 def uninstall() -> None:
     """Stop tracing here (tests): instrumentations removed, no more run or node spans."""
     global _active
+    from opentelemetry.instrumentation.celery import CeleryInstrumentor
     from opentelemetry.instrumentation.django import DjangoInstrumentor
 
-    instrumentors = [DjangoInstrumentor()]
+    instrumentors = [DjangoInstrumentor(), CeleryInstrumentor()]
     try:
         from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
     except ImportError:

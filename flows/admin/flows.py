@@ -117,6 +117,7 @@ class FlowAdmin(admin.ModelAdmin):
             ("Draft", {"fields": ["document", "problems"]}),
         ]
         if self.has_change_permission(request, obj):
+            fieldsets.append(("Capacity", {"fields": ["max_active_runs"]}))
             fieldsets.append(("Edit the draft", {"fields": ["draft"], "classes": ["collapse"]}))
         return fieldsets
 
@@ -145,9 +146,13 @@ class FlowAdmin(admin.ModelAdmin):
         return problem_list([problem.to_dict() for problem in found])
 
     def save_model(self, request: Any, obj: Flow, form: Any, change: bool) -> None:
-        # The draft is the only editable field, and it changes through the service.
-        if change and "draft" in form.changed_data:
-            services.update_flow(obj, form.cleaned_data["draft"])
+        # The draft and the limit are the editable fields; they change through the service.
+        changes = {name: form.cleaned_data[name] for name in ("draft", "max_active_runs")
+                   if name in form.changed_data}
+        if change and changes:
+            if "draft" in changes:
+                changes["dsl"] = changes.pop("draft")
+            services.update_flow(obj, **changes)
 
     def changelist_view(self, request: Any, extra_context: dict[str, Any] | None = None) -> Any:
         extra_context = {**(extra_context or {}),

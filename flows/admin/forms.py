@@ -44,16 +44,22 @@ def user_named(username: str) -> Any:
 
 
 class FlowDraftForm(forms.ModelForm):
-    """The change form of a flow: only the draft is editable, checked like the API does."""
+    """The change form of a flow: the draft (checked like the API does) and its limit of
+    runs at once are editable."""
 
     # Not "required": Django would call {} empty; the DSL check says what is missing instead.
     draft = PrettyJSONField(widget=JSON_WIDGET, required=False,
                             help_text="The flow document (DSL). Saving checks it first; "
                                       "name and description come from it.")
 
+    max_active_runs = forms.IntegerField(
+        required=False, min_value=1, max_value=10_000, label="Runs at once",
+        help_text="At most this many of the flow's runs execute at once; the others wait "
+                  "queued. Empty: no limit of its own (the owner's limit still holds).")
+
     class Meta:
         model = Flow
-        fields = ["draft"]
+        fields = ["draft", "max_active_runs"]
 
     def clean_draft(self) -> Any:
         dsl = self.cleaned_data["draft"]

@@ -108,11 +108,12 @@ class NodeRunInline(ReadOnly, admin.TabularInline):
 
 @admin.register(Run)
 class RunAdmin(ReadOnly, admin.ModelAdmin):
-    list_display = ("id", "flow_label", "version_label", "status", "created_at", "elapsed_ms")
+    list_display = ("id", "flow_label", "version_label", "status", "executing", "created_at",
+                    "elapsed_ms")
     list_select_related = ("flow", "owner")
     # Only what the list shows: inputs, outputs, errors and flow documents stay in the table.
     list_only = ("id", "status", "created_at", "elapsed_ms", "version_number",
-                 "flow__slug", "owner__username")
+                 "lease_owner", "lease_expires_at", "flow__slug", "owner__username")
     list_filter = ("status", RecentFlowFilter, CreatedWithinFilter)
     ordering = ("-created_at",)
     sortable_by = ("created_at",)  # the one indexed order; any other would sort the table
@@ -126,8 +127,9 @@ class RunAdmin(ReadOnly, admin.ModelAdmin):
     inlines = [NodeRunInline]
     fieldsets = [
         (None, {"fields": ["id", "flow_link", "owner", "version_label", "dsl_hash", "status",
-                           "live_page", "cancel_requested", "created_at", "started_at",
-                           "finished_at", "elapsed_ms", "recovered", "resumed_after_crash"]}),
+                           "executing", "live_page", "cancel_requested", "created_at",
+                           "started_at", "finished_at", "elapsed_ms", "recovered",
+                           "resumed_after_crash"]}),
         ("Data", {"fields": ["inputs_json", "outputs_json", "answer", "error_json",
                              "waiting_json"]}),
         ("Execution", {"classes": ["collapse"],
@@ -142,6 +144,15 @@ class RunAdmin(ReadOnly, admin.ModelAdmin):
 
     def has_cancel_permission(self, request: Any, obj: Any = None) -> bool:
         return request.user.has_perm("flows.change_run")
+
+    @admin.display(description="executed by")
+    def executing(self, run: Run) -> str:
+        """The worker holding the run's lease, and until when (a run not executing: —)."""
+        if run.status not in Run.ACTIVE or not run.lease_owner:
+            return "—" if run.status != Run.Status.QUEUED else "waiting for a worker or a slot"
+        until = timezone.localtime(run.lease_expires_at).strftime("%H:%M:%S") \
+            if run.lease_expires_at else "?"
+        return f"{run.lease_owner} (lease until {until})"
 
     # -- the list ------------------------------------------------------------------------------
 

@@ -90,6 +90,40 @@ class DocumentBody(Body):
     dsl = Document()
 
 
+@extend_schema_field({"type": "integer", "minimum": 1, "maximum": 10_000, "nullable": True})
+class RunLimit(serializers.Field):
+    """A JSON integer from 1 to 10,000, or null (no limit of the flow's own)."""
+
+    def __init__(self, **kwargs: Any):
+        kwargs.setdefault("allow_null", True)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            raise ValidationError(ErrorDetail("must be an integer or null", code="wrong_type"))
+        if not 1 <= data <= 10_000:
+            raise ValidationError(ErrorDetail("must be between 1 and 10000",
+                                              code="invalid_value"))
+        return data
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+class FlowUpdateBody(Body):
+    """`dsl` replaces the draft, `max_active_runs` the flow's limit (docs/api.md, Capacity);
+    either or both."""
+
+    dsl = Document(required=False)
+    max_active_runs = RunLimit(required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs:
+            raise ValidationError({"dsl": [ErrorDetail("this field is required",
+                                                       code="required")]})
+        return attrs
+
+
 @extend_schema_field({"oneOf": [{"type": "string", "enum": ["draft", "published"]},
                                 {"type": "integer", "minimum": 1}]})
 class VersionChoice(serializers.JSONField):
@@ -124,8 +158,8 @@ class FlowSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Flow
-        fields = ["slug", "name", "description", "dsl", "published_version", "created_at",
-                  "updated_at"]
+        fields = ["slug", "name", "description", "dsl", "published_version", "max_active_runs",
+                  "created_at", "updated_at"]
         read_only_fields = fields
 
 

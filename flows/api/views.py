@@ -83,12 +83,13 @@ class FlowDetail(APIView):
     def get(self, request, slug):
         return Response(s.FlowSerializer(services.flow_of(request.user, slug)).data)
 
-    @extend_schema(summary="Replace the draft", request=s.DocumentBody,
+    @extend_schema(summary="Replace the draft, or the flow's limit of runs at once",
+                   request=s.FlowUpdateBody,
                    responses={200: s.FlowSerializer, 400: ERRORS[400], 404: ERRORS[404]})
     def put(self, request, slug):
         flow = services.flow_of(request.user, slug)
-        body = valid(s.DocumentBody, request)
-        return Response(s.FlowSerializer(services.update_flow(flow, body["dsl"])).data)
+        body = valid(s.FlowUpdateBody, request)
+        return Response(s.FlowSerializer(services.update_flow(flow, **body)).data)
 
     @extend_schema(summary="Delete a flow (its runs stay readable)",
                    responses={204: None, 404: ERRORS[404]})

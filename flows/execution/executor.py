@@ -26,6 +26,7 @@ from engine import Checkpoint, Plan, Run
 from engine.ports import Services
 from engine.questions import Answer, AnswerRefused
 from flows.errors import LeaseLost
+from flows.execution.admission import Admission
 from flows.execution.children import PlatformFlowRunner
 from flows.execution.database import db
 from flows.execution.heartbeat import keep_beating
@@ -35,8 +36,10 @@ from flows.execution.sink import DatabaseSink
 from flows.execution.world import shared_world
 from flows.models import Run as RunRow
 from flows.plans import plan_for
-from flows.services import lifecycle
+from flows.services import capacity, dispatch, lifecycle
 from flows.services.history import projected_nodes, stored_events
+from tracing import metrics
+from tracing.logs import warn_now_and_then
 from tracing.runs import ObservedSink, observed
 
 logger = logging.getLogger(__name__)
@@ -70,6 +73,10 @@ class Executor:
         # Serving processes look after every run (recovery, deadlines); a command that runs
         # one flow turns this off so as not to adopt runs it would abandon when it exits.
         self.maintenance = True
+        # A Celery worker bounds the runs it executes at once (flows/execution/worker.py);
+        # the serving processes of the inline mode take every run they start.
+        self.admission: Admission | None = None
+        self.draining = False  # stopping on purpose: no new runs are taken
 
     # -- the thread ---------------------------------------------------------------------------
 
@@ -133,13 +140,14 @@ class Executor:
 
     # -- entry points ---------------------------------------------------------------------------
 
-    def submit(self, run_id: Any) -> None:
-        """Execute a run, or pass new answers or a cancel to it; safe from any thread."""
+    def submit(self, run_id: Any, reason: str = "start") -> Any:
+        """Execute a run, or pass new answers or a cancel to it; safe from any thread. The
+        future it returns is done once the run stops executing here (or was not taken)."""
         loop = self.start()
         # A fresh context: the caller's (e.g. a request's, holding asgiref's executor for
         # that request) must not follow the run, which outlives the request.
-        contextvars.Context().run(asyncio.run_coroutine_threadsafe, self.attend(str(run_id)),
-                                  loop)
+        return contextvars.Context().run(asyncio.run_coroutine_threadsafe,
+                                         self.attend(str(run_id)), loop)
 
     def adopt(self, row: RunRow) -> None:
         """Execute a new run whose row was inserted leased to this worker (no claim, and no
@@ -162,7 +170,11 @@ class Executor:
         deadline = timezone.now() + timedelta(seconds=timeout)
         try:
             while timezone.now() < deadline:
-                if event.wait(0.1) or lifecycle.is_settled(run_id):
+                # News from here is a hint (a run that moved, e.g. held for a slot, has not
+                # settled): the row says.
+                event.wait(0.1)
+                event.clear()
+                if lifecycle.is_settled(run_id):
                     break
         finally:
             unwatch()
@@ -216,7 +228,8 @@ class Executor:
         retake = run_id in self._fenced
         self._fenced.discard(run_id)
         row = adopted or await db(lifecycle.claim, run_id, self.worker, retake)
-        if row is None:
+        if row is None:  # another worker holds it, or it needs nothing: a doubled doorbell
+            metrics.doorbell_dropped()
             return False
         self.settlements.resume(run_id)
         if row.parent_run_id is not None and row.status == RunRow.Status.RUNNING:
@@ -256,7 +269,16 @@ class Executor:
             raise LeaseLost(f"run {run_id}: the lease was lost as the run finished")
         if not again:
             self.settlements.settle(run_id)
+            self._spawn(self._ring_held(row.owner_id))  # its slot is free
         return again
+
+    async def _ring_held(self, owner_id: Any) -> None:
+        """Ring the owner's runs that wait for a slot, oldest first (flows/services/capacity.py)."""
+        try:
+            for held in await db(capacity.held_runs, owner_id):
+                dispatch.ring(held, "slot")
+        except Exception as error:  # the sweep finds them
+            warn_now_and_then(logger, "held", "ringing runs held for a slot failed: %r", error)
 
     @contextlib.contextmanager
     def live(self, lease: lifecycle.Lease, engine_run: Run, serial: int = 0) -> Iterator[None]:
@@ -393,13 +415,54 @@ class Executor:
             await asyncio.sleep(MAINTENANCE_INTERVAL_S)
 
     async def recover(self, gone: list[str] | tuple[str, ...] = ()) -> int:
-        """Attend every run that needs a worker (those of `gone` workers too); the number
-        of runs taken up."""
-        run_ids = await db(lifecycle.runs_needing_a_worker, gone=gone)
-        taken = [str(run_id) for run_id in run_ids if str(run_id) not in self._live]
-        for run_id in taken:
-            self._spawn(self.attend(run_id))
-        return len(taken)
+        """Attend every run that needs a worker (those of `gone` workers too), as many as
+        the admission has room for; the number of runs taken up."""
+        limit = 100 if self.admission is None else min(100, self.admission.free)
+        if limit <= 0 or self.draining:
+            return 0
+        run_ids = await db(lifecycle.runs_needing_a_worker, limit=limit, gone=gone)
+        taken = 0
+        for run_id in (str(run_id) for run_id in run_ids):
+            if run_id in self._live:
+                continue
+            if self.admission is not None and not self.admission.try_acquire():
+                break
+            task = self._spawn(self.attend(run_id))
+            if self.admission is not None:
+                task.add_done_callback(lambda _: self.admission.release())
+            taken += 1
+        if taken:
+            metrics.sweep_found(taken)
+            logger.info("the sweep took up %d run(s)", taken)
+        return taken
+
+    # -- stopping on purpose ----------------------------------------------------------------
+
+    def drain(self, timeout: float) -> list[str]:
+        """Stop taking runs, let those executing here finish for `timeout` seconds, then
+        interrupt the others and hand them over: their leases are freed at once so that
+        another worker continues them now, not after a lease. The runs handed over."""
+        loop = self._loop
+        if loop is None:
+            return []
+        self.draining = True
+
+        async def settle_or_hand_over() -> list[str]:
+            deadline = loop.time() + timeout
+            while self._live and loop.time() < deadline:
+                await asyncio.sleep(0.05)
+            left = list(self._live)
+            for run_id in left:
+                self.stop_here(run_id)
+            await asyncio.sleep(0)  # the interrupted runs unwind
+            await db(lifecycle.hand_off, self.worker)
+            return left
+
+        future = contextvars.Context().run(asyncio.run_coroutine_threadsafe,
+                                           settle_or_hand_over(), loop)
+        left = future.result(timeout + 30)
+        self.stop()
+        return left
 
     def _spawn(self, work: Any) -> asyncio.Task[Any]:
         task = asyncio.get_event_loop().create_task(work)

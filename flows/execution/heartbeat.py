@@ -18,12 +18,14 @@ import asyncio
 import contextlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Protocol
 
 from django.db import connections
 
 from flows.execution.database import fresh
 from flows.services import lifecycle
+from tracing import metrics
 from tracing.logs import warn_now_and_then
 
 logger = logging.getLogger(__name__)
@@ -62,8 +64,9 @@ async def keep_beating(executor: Executor) -> None:
             fence_after = lifecycle.WORKER_STALE_S - 2 * interval
             sent = loop.time()
             try:
-                await asyncio.wait_for(call(lifecycle.beat, executor.worker,
-                                            executor.live_runs), interval)
+                await asyncio.wait_for(call(partial(lifecycle.beat, executor.worker,
+                                                    executor.live_runs,
+                                                    **metrics.worker_counts())), interval)
                 last_beat = sent
             except Exception as error:
                 warn_now_and_then(logger, "heartbeat", "the heartbeat of %s failed: %r",

@@ -11,10 +11,13 @@ from typing import Any, Protocol
 
 
 class Dispatcher(Protocol):
-    worker: str  # the name runs are leased to when this process executes them
+    # The name runs are leased to when this process executes them; None when it does not
+    # (RUN_EXECUTOR=celery: it rings the broker, flows/execution/doorbell.py).
+    worker: str | None
 
-    def submit(self, run_id: Any) -> None:
-        """Look at the run: execute it, or pass it new answers or a cancel."""
+    def submit(self, run_id: Any, reason: str = "start") -> Any:
+        """Look at the run: execute it, or pass it new answers or a cancel. `reason` says
+        why (start, answer, cancel, wake, handed_over), for logs and metrics."""
 
     def adopt(self, run: Any) -> None:
         """Execute a new run whose row was inserted already leased to `worker` (no claim)."""
@@ -35,10 +38,10 @@ def use(dispatcher: Dispatcher) -> None:
     _dispatcher = dispatcher
 
 
-def ring(run_id: Any) -> None:
+def ring(run_id: Any, reason: str = "start") -> None:
     if _dispatcher is None:
         raise RuntimeError("no executor is registered (flows.apps registers it when ready)")
-    _dispatcher.submit(run_id)
+    _dispatcher.submit(run_id, reason)
 
 
 def executing_worker() -> str | None:

@@ -47,14 +47,25 @@ def create_flow(owner: Any, dsl: Any, slug: str | None = None) -> Flow:
     raise ServiceError(409, "slug_taken", f'the slug "{chosen}" is taken')
 
 
-def update_flow(flow: Flow, dsl: Any) -> Flow:
-    """Replace the draft. Runs already started keep the snapshot they started with."""
-    check_dsl(flow.owner, dsl, flow.slug)
-    flow.draft = dsl
-    flow.draft_hash = document_digest(dsl)
-    flow.name = dsl["name"]
-    flow.description = dsl.get("description", "")
-    flow.save(update_fields=["draft", "draft_hash", "name", "description", "updated_at"])
+KEEP = object()  # update_flow: this part stays as it is
+
+
+def update_flow(flow: Flow, dsl: Any = KEEP, max_active_runs: Any = KEEP) -> Flow:
+    """Replace the draft, or the flow's limit of runs executing at once (None: no limit of
+    its own), or both; nothing is written unless all of it is valid. Runs already started
+    keep the snapshot they started with."""
+    fields = ["updated_at"]
+    if dsl is not KEEP:
+        check_dsl(flow.owner, dsl, flow.slug)
+        flow.draft = dsl
+        flow.draft_hash = document_digest(dsl)
+        flow.name = dsl["name"]
+        flow.description = dsl.get("description", "")
+        fields += ["draft", "draft_hash", "name", "description"]
+    if max_active_runs is not KEEP:
+        flow.max_active_runs = max_active_runs
+        fields.append("max_active_runs")
+    flow.save(update_fields=fields)
     return flow
 
 
@@ -83,7 +94,7 @@ def publish_flow(flow: Flow) -> tuple[FlowVersion, bool]:
 
 # The columns that starting a run reads (services.start_run): not the draft, which may be large.
 RUN_COLUMNS = ("id", "owner", "slug", "draft_hash", "published_version", "created_at",
-               "deleted_at")
+               "deleted_at", "max_active_runs")
 
 
 def flow_of(owner: Any, slug: str, include_deleted: bool = False,

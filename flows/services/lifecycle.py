@@ -25,6 +25,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from engine import Plan, RunResult
@@ -32,6 +33,7 @@ from engine.checkpoint import Checkpoint
 from flows.errors import LeaseLost, ServiceError
 from flows.models import Flow, Run, Worker
 from flows.queries import one_or_none
+from flows.services import capacity
 from flows.services.history import parse_ts, store_events, stored_events
 from flows.services.snapshots import Snapshot, resolve
 
@@ -70,12 +72,13 @@ WORKER_STALE_S = 6.0
 WORKER_FORGOTTEN_AFTER = timedelta(days=1)
 
 
-def beat(worker: str, live_runs: int) -> None:
-    """Say that `worker` is alive, executing `live_runs` runs."""
+def beat(worker: str, live_runs: int, **counts: int) -> None:
+    """Say that `worker` is alive, executing `live_runs` runs; `counts`: its counters
+    (doorbells_dropped, sweep_found) since it started."""
     now = timezone.now()
-    if not Worker.objects.filter(name=worker).update(heartbeat_at=now, live_runs=live_runs):
-        Worker.objects.bulk_create([Worker(name=worker, heartbeat_at=now, live_runs=live_runs)],
-                                   ignore_conflicts=True)
+    fields = {"heartbeat_at": now, "live_runs": live_runs, **counts}
+    if not Worker.objects.filter(name=worker).update(**fields):
+        Worker.objects.bulk_create([Worker(name=worker, **fields)], ignore_conflicts=True)
 
 
 def gone_workers() -> list[str]:
@@ -96,6 +99,15 @@ def forget_workers(names: list[str]) -> None:
 def is_gone(worker: str) -> bool:
     silent = timezone.now() - timedelta(seconds=WORKER_STALE_S)
     return Worker.objects.filter(name=worker, heartbeat_at__lt=silent).exists()
+
+
+def hand_off(worker: str) -> int:
+    """A worker stopping on purpose frees the leases of the runs it interrupted, so that
+    another worker takes them at once; an interruption is not a death (RUN_MAX_RECOVERIES).
+    The number of runs handed off."""
+    return Run.objects.filter(status=Run.Status.RUNNING, lease_owner=worker).update(
+        lease_owner="", lease_expires_at=None,
+        unfinished_executions=Greatest(F("unfinished_executions") - 1, 0))
 
 
 def leave(worker: str) -> None:
@@ -165,13 +177,23 @@ def claim(run_id: Any, worker: str, retake: bool = False) -> Run | None:
     # A waiting run taken up executes again: it is `running` until it finishes or waits
     # anew, so that if this worker dies, the run's expired lease gets it taken over.
     status = Run.Status.RUNNING if run.status == Run.Status.WAITING else run.status
-    taken = Run.objects.filter(
-        pk=run.pk, status=run.status, lease_owner=run.lease_owner,
-        lease_expires_at=run.lease_expires_at, lease_token=run.lease_token,
-    ).update(lease_owner=worker, lease_expires_at=now + timedelta(seconds=lease_seconds()),
-             lease_token=F("lease_token") + 1, wake_at=None, status=status,
-             unfinished_executions=F("unfinished_executions") + 1,
-             resumed_after_crash=run.resumed_after_crash + (run.status == Run.Status.RUNNING))
+    # A run that holds no slot yet (queued and never executed, or waiting) takes one.
+    needs_slot = run.status == Run.Status.WAITING or (
+        run.status == Run.Status.QUEUED and not run.lease_owner)
+    with transaction.atomic():
+        if needs_slot:
+            capacity.lock_owner(run.owner_id)
+            if not capacity.has_slot(run.owner_id, run.flow_id, capacity.flow_limit(run.flow_id),
+                                     run.created_at, itself=run.pk):
+                transaction.on_commit(lambda: capacity.note_held(run.owner_id))
+                return None
+        taken = Run.objects.filter(
+            pk=run.pk, status=run.status, lease_owner=run.lease_owner,
+            lease_expires_at=run.lease_expires_at, lease_token=run.lease_token,
+        ).update(lease_owner=worker, lease_expires_at=now + timedelta(seconds=lease_seconds()),
+                 lease_token=F("lease_token") + 1, wake_at=None, status=status,
+                 unfinished_executions=F("unfinished_executions") + 1,
+                 resumed_after_crash=run.resumed_after_crash + (run.status == Run.Status.RUNNING))
     if not taken:
         return None
     # Answers stay on the row until the run pauses or finishes having applied them: if this
@@ -248,18 +270,23 @@ def give_up(row: Run) -> None:
 
 # -- finding work -----------------------------------------------------------------------------
 
+QUEUED_GRACE_S = 5.0
+
 def runs_needing_a_worker(limit: int = 100, gone: list[str] | tuple[str, ...] = ()
                           ) -> list[Any]:
     """Runs whose lease expired or whose worker is `gone` (it died), that were never picked
     up, or that wait and have an answer, a cancel or a passed deadline."""
     now = timezone.now()
-    grace = now - timedelta(seconds=lease_seconds())
+    # A queued run never claimed: its doorbell was lost (a crash between commit and publish,
+    # a broker that refused it), or the process that inserted it died before taking it.
+    grace = now - timedelta(seconds=min(lease_seconds(), QUEUED_GRACE_S))
     stale = Q(status__in=Run.ACTIVE) & (
         Q(lease_expires_at__lt=now) | Q(lease_expires_at__isnull=True, created_at__lt=grace))
+    handed_off = Q(status=Run.Status.RUNNING, lease_owner="")  # by a worker that stopped
     if gone:
         stale |= Q(status__in=Run.ACTIVE, lease_owner__in=list(gone))
     due = Q(status=Run.Status.WAITING, wake_at__lte=now)
-    return list(Run.objects.filter(stale | due).order_by("created_at")
+    return list(Run.objects.filter(stale | handed_off | due).order_by("created_at")
                 .values_list("pk", flat=True)[:limit])
 
 

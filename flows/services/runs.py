@@ -17,7 +17,7 @@ from flows.errors import ServiceError
 from flows.models import Flow, Run
 from flows.plans import plan_for
 from flows.queries import one_or_none
-from flows.services import dispatch, lifecycle, snapshots
+from flows.services import capacity, dispatch, lifecycle, snapshots
 from flows.services.history import parse_ts
 from tracing.context import current_trace_parent
 
@@ -55,23 +55,29 @@ def start_run(owner: Any, flow: Flow, inputs: Any, version: Any = None,
     worker = dispatch.executing_worker()
 
     def insert() -> Run:
-        # Leased to this process's executor as it is inserted: the run needs no claim (a
-        # read and a compare-and-swap) before it starts. Should this process die first, the
-        # lease expires or its worker is seen gone, and another takes the run up.
-        lease = {} if worker is None else lifecycle.leased_to(worker)
+        # Leased to this process's executor as it is inserted when a slot is free: the run
+        # needs no claim (a read and a compare-and-swap) before it starts. Should this
+        # process die first, the lease expires or its worker is seen gone, and another takes
+        # the run up. Without a slot it stays queued (held) until one frees.
+        leased = worker is not None and capacity.has_slot(
+            owner.pk, flow.pk, flow.max_active_runs, timezone.now())
+        lease = lifecycle.leased_to(worker) if leased else {}
         run = lifecycle.create(flow, snapshot, applied, owner=owner,
                                idempotency_key=idempotency_key, request_hash=fingerprint,
                                trace_parent=current_trace_parent(), **lease)
-        transaction.on_commit(lambda: dispatch.hand_over(run) if worker is not None
-                              else dispatch.ring(run.pk))
+        if leased:
+            transaction.on_commit(lambda: dispatch.hand_over(run))
+        elif worker is None:  # another process executes it: its claim checks the slot
+            transaction.on_commit(lambda: dispatch.ring(run.pk))
+        else:
+            transaction.on_commit(lambda: capacity.note_held(owner.pk))
         return run
 
     try:
-        if idempotency_key is None and snapshot.unsaved is None:
-            run = insert()  # one statement, atomic by itself: no transaction round trips
-        else:
-            with transaction.atomic():
-                run = insert()
+        with transaction.atomic():
+            if worker is not None:
+                capacity.lock_owner(owner.pk)
+            run = insert()
     except IntegrityError:
         existing = one_or_none(Run.objects.filter(owner=owner, idempotency_key=idempotency_key))
         if existing is None:
@@ -114,7 +120,7 @@ def answer_run(run: Run, answer: Any, option: Any = None, node: Any = None,
                                    f'the question "{node}" timed out at {deadline}')
             if locked.status == Run.Status.WAITING:
                 Run.objects.filter(pk=run.pk).update(wake_at=timezone.now())
-                transaction.on_commit(lambda: dispatch.ring(run.pk))
+                transaction.on_commit(lambda: dispatch.ring(run.pk, "wake"))
         else:
             refused = None
             try:
@@ -129,7 +135,7 @@ def answer_run(run: Run, answer: Any, option: Any = None, node: Any = None,
                 locked.wake_at = timezone.now()
                 fields.append("wake_at")
             locked.save(update_fields=fields)
-            transaction.on_commit(lambda: dispatch.ring(run.pk))
+            transaction.on_commit(lambda: dispatch.ring(run.pk, "answer"))
     if refused is not None:
         raise refused
     locked.refresh_from_db()
@@ -148,7 +154,7 @@ def cancel_run(run: Run) -> Run:
             locked.wake_at = timezone.now()
             fields.append("wake_at")
         locked.save(update_fields=fields)
-        transaction.on_commit(lambda: dispatch.ring(run.pk))
+        transaction.on_commit(lambda: dispatch.ring(run.pk, "cancel"))
     return locked
 
 

@@ -64,10 +64,19 @@ def queries():
                  if not q["sql"].lstrip().upper().startswith(TRANSACTION_CONTROL))
 
 
+def slot_check() -> list[str]:
+    """What a run start adds to check its slot (flows/services/capacity.py): PostgreSQL's
+    lock per owner, then the count of the owner's runs holding slots."""
+    return (["slot lock"] if connection.vendor == "postgresql" else []) + ["flows_run"]
+
+
 def tables(statements: list[str]) -> list[str]:
     """The first table each statement names (flows_run, flows_flow, …)."""
     named = []
     for sql in statements:
+        if "pg_advisory_xact_lock" in sql:
+            named.append("slot lock")
+            continue
         words = sql.replace('"', " ").split()
         named.append(next((w for w in words if w.startswith(("flows_", "auth_"))), sql[:40]))
     return named

@@ -2,6 +2,7 @@
 makes (import, edit, publish, run, cancel, tokens) goes through the services."""
 
 import json
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
@@ -10,6 +11,7 @@ from django.db import connection
 from django.http import HttpResponse
 from django.test.utils import CaptureQueriesContext
 from django.urls import path, reverse
+from django.utils import timezone
 
 from astron import urls as project_urls
 from engine import document_digest
@@ -614,3 +616,38 @@ def test_tokens_cannot_be_edited(staff_client, owner):
     assert response.status_code == 403
     token.refresh_from_db()
     assert token.name == "ci"
+
+
+@pytest.mark.django_db
+def test_the_runs_list_and_page_show_who_executes_a_run_and_until_when(staff_client, flow):
+    executing, queued = make_runs(flow, 2)
+    until = timezone.now() + timedelta(seconds=30)
+    Run.objects.filter(pk=executing.pk).update(status="running", lease_owner="host:42:abcd",
+                                               lease_expires_at=until)
+    Run.objects.filter(pk=queued.pk).update(status="queued", lease_owner="")
+
+    listing = staff_client.get(reverse("admin:flows_run_changelist")).content.decode()
+    page = staff_client.get(reverse("admin:flows_run_change", args=[executing.pk]))
+
+    shown = f"host:42:abcd (lease until {timezone.localtime(until).strftime('%H:%M:%S')})"
+    assert shown in listing and shown in page.content.decode()
+    assert "waiting for a worker or a slot" in listing
+
+
+@pytest.mark.django_db
+def test_the_flows_limit_of_runs_at_once_is_edited_on_its_page(staff_client, flow):
+    url = reverse("admin:flows_flow_change", args=[flow.pk])
+    draft = json.dumps(flow.draft)
+
+    refused = staff_client.post(url, {"draft": draft, "max_active_runs": "0"})
+    assert refused.status_code == 200 and "max_active_runs" in refused.context[
+        "adminform"].form.errors
+    accepted = staff_client.post(url, {"draft": draft, "max_active_runs": "4"})
+    assert accepted.status_code == 302
+    flow.refresh_from_db()
+    assert flow.max_active_runs == 4
+
+    cleared = staff_client.post(url, {"draft": draft, "max_active_runs": ""})
+    assert cleared.status_code == 302
+    flow.refresh_from_db()
+    assert flow.max_active_runs is None

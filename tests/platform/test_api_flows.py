@@ -17,7 +17,8 @@ def test_creating_a_flow_answers_201_with_the_flow(api, owner):
     assert response.status_code == 201
     body = response.json()
     assert set(body) == {"slug", "name", "description", "dsl", "published_version",
-                         "created_at", "updated_at"}
+                         "max_active_runs", "created_at", "updated_at"}
+    assert body["max_active_runs"] is None  # no limit of its own
     assert body["slug"] == "hello"
     assert body["name"] == "Hello"
     assert body["description"] == "Greets a person by name."

@@ -74,3 +74,43 @@ def test_readyz_is_503_when_redis_is_configured_and_does_not_answer(client, sett
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "not_ready"
     assert "Redis" in response.json()["error"]["message"]
+
+
+def broker_answers() -> bool:
+    import socket
+
+    try:
+        socket.create_connection(("127.0.0.1", 5672), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.fixture
+def celery_mode(settings):
+    """RUN_EXECUTOR=celery for /readyz, with Celery's broker URL put back afterwards."""
+    from celery import current_app
+
+    settings.RUN_EXECUTOR = "celery"
+    before = current_app.conf.broker_url
+    yield current_app.conf
+    current_app.conf.broker_url = before
+
+
+@pytest.mark.django_db
+def test_readyz_is_503_when_the_broker_does_not_answer_in_the_celery_mode(client, celery_mode):
+    celery_mode.broker_url = "amqp://guest:guest@127.0.0.1:1//"  # nothing listens there
+
+    response = client.get("/readyz")
+
+    assert response.status_code == 503
+    error = response.json()["error"]
+    assert error["code"] == "not_ready" and "broker" in error["message"]
+
+
+@pytest.mark.django_db
+@pytest.mark.skipif(not broker_answers(), reason="no RabbitMQ on 127.0.0.1:5672")
+def test_readyz_is_ok_when_the_broker_answers_in_the_celery_mode(client, celery_mode):
+    celery_mode.broker_url = "amqp://guest:guest@127.0.0.1:5672//"
+
+    assert client.get("/readyz").status_code == 200

@@ -19,7 +19,7 @@ from flows.cache import plan_cache
 from flows.models import Run
 
 from . import factories
-from .cache_helpers import queries, tables, unique_hello
+from .cache_helpers import queries, slot_check, tables, unique_hello
 
 INPUTS = {"inputs": {"name": "Ada"}}
 
@@ -34,12 +34,13 @@ def published(owner, api):
 
 
 @pytest.mark.django_db
-def test_starting_a_published_run_with_a_warm_cache_is_three_queries(published, api):
+def test_starting_a_published_run_with_a_warm_cache_is_four_queries(published, api):
     with queries() as statements:
         response = api.post("/api/flows/hot/runs/", INPUTS)
     assert response.status_code == 201
-    assert tables(statements) == ["flows_apitoken", "flows_flow", "flows_run"], statements
-    assert statements[2].startswith("INSERT")
+    assert tables(statements) == ["flows_apitoken", "flows_flow", *slot_check(),
+                                  "flows_run"], statements
+    assert statements[-2].startswith("SELECT COUNT(") and statements[-1].startswith("INSERT")
     flow_query = statements[1]
     assert '"draft"' not in flow_query  # the draft (the whole document) is not read
     body = response.json()
@@ -52,7 +53,7 @@ def test_an_l2_hit_adds_no_query(published, api):
     plan_cache.clear_l1()
     with queries() as statements:
         assert api.post("/api/flows/hot/runs/", INPUTS).status_code == 201
-    assert tables(statements) == ["flows_apitoken", "flows_flow", "flows_run"]
+    assert tables(statements) == ["flows_apitoken", "flows_flow", *slot_check(), "flows_run"]
 
 
 @pytest.mark.django_db
@@ -69,7 +70,7 @@ def test_starting_a_draft_run_is_four_queries(owner, api):
     with queries() as statements:
         assert api.post("/api/flows/drafty/runs/", INPUTS).status_code == 201
     assert tables(statements) == ["flows_apitoken", "flows_flow", "flows_document",
-                                  "flows_run"], statements
+                                  *slot_check(), "flows_run"], statements
     assert '"dsl"' not in statements[2] and '"draft"' not in statements[1]
 
 
@@ -78,7 +79,8 @@ def test_with_an_idempotency_key_one_more_query_looks_for_the_first_run(publishe
     with queries() as statements:
         response = api.post("/api/flows/hot/runs/", INPUTS, HTTP_IDEMPOTENCY_KEY="k1")
     assert response.status_code == 201
-    assert tables(statements) == ["flows_apitoken", "flows_flow", "flows_run", "flows_run"]
+    assert tables(statements) == ["flows_apitoken", "flows_flow", "flows_run", *slot_check(),
+                                  "flows_run"]
     repeat = api.post("/api/flows/hot/runs/", INPUTS, HTTP_IDEMPOTENCY_KEY="k1")
     assert repeat.status_code == 200 and repeat.json()["id"] == response.json()["id"]
 

@@ -375,3 +375,41 @@ print('ok')
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().endswith("ok")
+
+
+# -- what the workers report (flows/worker_metrics.py) ---------------------------------------
+
+
+@pytest.mark.django_db
+def test_every_workers_counts_are_served_from_its_heartbeat(staff_api, owner):
+    from flows.services import lifecycle
+
+    lifecycle.beat("host:11:aaaa", 3, doorbells_dropped=5, sweep_found=2)
+    lifecycle.beat("host:12:bbbb", 0)
+    queued = factories.run(owner, flow(owner, "hello"))
+    Run.objects.filter(pk=queued.pk).update(lease_owner="")  # queued, taken by no worker yet
+
+    text = staff_api.get("/metrics").content.decode()
+
+    assert 'astron_worker_live_runs{worker="host:11:aaaa"} 3.0' in text
+    assert 'astron_worker_doorbells_dropped_total{worker="host:11:aaaa"} 5.0' in text
+    assert 'astron_worker_sweep_found_total{worker="host:11:aaaa"} 2.0' in text
+    assert 'astron_worker_doorbells_dropped_total{worker="host:12:bbbb"} 0.0' in text
+    assert "astron_workers_alive 2.0" in text
+    assert "astron_runs_queued_not_executing 1.0" in text
+
+
+@pytest.mark.django_db
+def test_a_heartbeat_stores_what_the_executor_counted(monkeypatch):
+    from flows.models import Worker
+    from flows.services import lifecycle
+
+    metrics.doorbell_dropped()
+    metrics.sweep_found(4)
+    counts = metrics.worker_counts()
+    lifecycle.beat("host:13:cccc", 1, **counts)
+
+    row = Worker.objects.get(name="host:13:cccc")
+    assert (row.doorbells_dropped, row.sweep_found) == (counts["doorbells_dropped"],
+                                                        counts["sweep_found"])
+    assert row.sweep_found >= 4 and row.doorbells_dropped >= 1

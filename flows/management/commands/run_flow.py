@@ -1,7 +1,8 @@
 """Run a flow from the command line and follow it event by event.
 
-The run executes on this process's executor thread (services hand it over on commit); the
-command reads its events back from the database, as any other watcher would.
+The run executes on this process's executor thread (services hand it over on commit), or
+with RUN_EXECUTOR=celery on a worker (rung through the broker); the command reads its events
+back from the database, as any other watcher would.
 
 Exit codes: 0 succeeded, 1 failed or cancelled, 2 bad input (nothing started), 3 the run
 waits for an answer (give it through the API; any Astron process then continues the run).
