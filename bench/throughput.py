@@ -275,6 +275,8 @@ def main() -> None:
                         help="Celery workers executing the runs (RUN_EXECUTOR=celery; needs "
                              "--postgres and the broker at --broker-url)")
     parser.add_argument("--broker-url", default="amqp://guest:guest@127.0.0.1:5672//")
+    parser.add_argument("--worker-concurrency", type=int,
+                        help="RUN_WORKER_CONCURRENCY of each worker (default 200)")
     parser.add_argument("--ceiling", action="store_true",
                         help="also the rows that start no run: GET /healthz and GET a run")
     parser.add_argument("--processes", type=int, default=1,
@@ -303,6 +305,8 @@ def main() -> None:
         if args.workers:
             environment.update(RUN_EXECUTOR="celery", CELERY_BROKER_URL=args.broker_url,
                                RUN_QUEUE=f"astron.bench.{secrets.token_hex(4)}")
+            if args.worker_concurrency:
+                environment["RUN_WORKER_CONCURRENCY"] = str(args.worker_concurrency)
         setup = subprocess.run([sys.executable, "-c", SETUP, json.dumps(flows)], cwd=ROOT,
                                env=environment, capture_output=True, text=True, check=False)
         if setup.returncode:
@@ -323,6 +327,7 @@ def main() -> None:
                                            row["wait"], seconds))
                 rows.append({"database": "postgres" if args.postgres else "sqlite",
                              "processes": args.processes, "workers": args.workers,
+                             "concurrency": args.worker_concurrency,
                              "flow": row["flow"], "clients": row["clients"],
                              "wait": row["wait"], "seconds": seconds, **result})
             if args.ceiling:
@@ -342,9 +347,9 @@ def main() -> None:
                 rows.append({"database": "postgres", "processes": args.processes,
                              "workers": args.workers, "flow": "takeover after kill -9",
                              "takeover_s": taken_s})
-    report("throughput", rows, ["database", "processes", "workers", "flow", "clients", "wait",
-                                "runs", "runs_per_s", "p50_ms", "p99_ms", "timeouts",
-                                "errors", "refused", "final", "takeover_s"])
+    report("throughput", rows, ["database", "processes", "workers", "concurrency", "flow",
+                                "clients", "wait", "runs", "runs_per_s", "p50_ms", "p99_ms",
+                                "timeouts", "errors", "refused", "final", "takeover_s"])
 
 
 if __name__ == "__main__":

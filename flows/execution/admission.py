@@ -28,6 +28,12 @@ class Admission:
     def try_acquire(self) -> bool:
         return self.acquire(timeout=0)
 
+    def take(self) -> None:
+        """Take a permit whether or not one is free: for a run already claimed (the sweep
+        claims at most as many as were free; a doorbell may have taken one meanwhile)."""
+        with self._room:
+            self._taken += 1
+
     def release(self) -> None:
         with self._room:
             self._taken = max(0, self._taken - 1)

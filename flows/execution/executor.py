@@ -31,6 +31,7 @@ from flows.execution.children import PlatformFlowRunner
 from flows.execution.database import db
 from flows.execution.heartbeat import keep_beating
 from flows.execution.publisher import announce_pause
+from flows.execution.renewals import Renewals
 from flows.execution.settling import Settlements
 from flows.execution.sink import DatabaseSink
 from flows.execution.world import shared_world
@@ -77,6 +78,7 @@ class Executor:
         # the serving processes of the inline mode take every run they start.
         self.admission: Admission | None = None
         self.draining = False  # stopping on purpose: no new runs are taken
+        self.renewals = Renewals()  # the runs' lease renewals, sent together
 
     # -- the thread ---------------------------------------------------------------------------
 
@@ -95,6 +97,7 @@ class Executor:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         self._loop = loop
+        self.renewals = Renewals()  # nothing of a previous loop's
         self._spawn(keep_beating(self))
         if self.maintenance:
             self._spawn(self._maintain())
@@ -154,7 +157,7 @@ class Executor:
         stored events to read: it has none yet); safe from any thread."""
         loop = self.start()
         contextvars.Context().run(asyncio.run_coroutine_threadsafe,
-                                  self.attend(str(row.pk), adopted=row), loop)
+                                  self.attend(str(row.pk), claimed=row, new=True), loop)
 
     def recover_now(self, timeout: float = 30) -> int:
         """One recovery pass from sync code (commands, tests); the number of runs taken up."""
@@ -200,7 +203,11 @@ class Executor:
         finally:
             unwatch()
 
-    async def attend(self, run_id: str, adopted: RunRow | None = None) -> None:
+    async def attend(self, run_id: str, claimed: RunRow | None = None,
+                     new: bool = False) -> None:
+        """Execute the run, or pass it what its row asks (answers, a cancel) when it
+        executes here already. `claimed`: its row, leased to this worker already (inserted
+        so when `new`, which has no events to read; or taken over by the sweep)."""
         live = self._live.get(run_id)
         if live is not None:
             row = await db(lifecycle.renew, live.lease)
@@ -208,7 +215,7 @@ class Executor:
                 await self._apply_requests(live, row)
             return
         try:
-            again = await self._execute(run_id, adopted)
+            again = await self._execute(run_id, claimed, new)
             while again:
                 again = await self._execute(run_id)
         except LeaseLost as lost:
@@ -222,12 +229,13 @@ class Executor:
 
     # -- executing ------------------------------------------------------------------------------
 
-    async def _execute(self, run_id: str, adopted: RunRow | None = None) -> bool:
-        """Execute a claimable run (or one `adopted` as it was inserted, leased to this
-        worker) until it stops; True when it should be claimed again."""
+    async def _execute(self, run_id: str, claimed: RunRow | None = None,
+                       new: bool = False) -> bool:
+        """Execute a claimable run (or one `claimed` for this worker already) until it
+        stops; True when it should be claimed again."""
         retake = run_id in self._fenced
         self._fenced.discard(run_id)
-        row = adopted or await db(lifecycle.claim, run_id, self.worker, retake)
+        row = claimed or await db(lifecycle.claim, run_id, self.worker, retake)
         if row is None:  # another worker holds it, or it needs nothing: a doubled doorbell
             metrics.doorbell_dropped()
             return False
@@ -245,7 +253,7 @@ class Executor:
             self.settlements.settle(run_id)
             return False
         lease = lifecycle.Lease(row.pk, self.worker, row.lease_token)
-        plan, stored = await db(_plan_and_events, row, adopted is None)
+        plan, stored = await db(_plan_and_events, row, not new)
         resume = Checkpoint.from_events(stored) if stored else None
         answers = [Answer(a["node"], a.get("answer"), a.get("option"), a.get("by"))
                    for a in row.pending_answers
@@ -275,8 +283,9 @@ class Executor:
     async def _ring_held(self, owner_id: Any) -> None:
         """Ring the owner's runs that wait for a slot, oldest first (flows/services/capacity.py)."""
         try:
-            for held in await db(capacity.held_runs, owner_id):
-                dispatch.ring(held, "slot")
+            held = await db(capacity.held_runs, owner_id)
+            if held:  # off the loop: with RUN_EXECUTOR=celery a ring is a publish
+                await asyncio.to_thread(_ring_all, held, "slot")
         except Exception as error:  # the sweep finds them
             warn_now_and_then(logger, "held", "ringing runs held for a slot failed: %r", error)
 
@@ -340,7 +349,7 @@ class Executor:
             try:
                 # A renewal may wait (for the database thread, a pooled connection) as long
                 # as the lease allows, and no longer.
-                row = await asyncio.wait_for(db(lifecycle.renew, live.lease),
+                row = await asyncio.wait_for(self.renewals.renew(live.lease),
                                              max(fence - sent, 0.001))
             except Exception as error:  # any failure is tried again until the fence
                 failures += 1
@@ -420,16 +429,22 @@ class Executor:
         limit = 100 if self.admission is None else min(100, self.admission.free)
         if limit <= 0 or self.draining:
             return 0
-        run_ids = await db(lifecycle.runs_needing_a_worker, limit=limit, gone=gone)
-        taken = 0
+        # Runs that hold a slot and lost their worker are taken over in one statement on
+        # PostgreSQL (SKIP LOCKED: sweeps in several workers split them); the others (and
+        # all of them on SQLite) are claimed one by one, each checking its slot.
+        claimed = await db(lifecycle.claim_stale, self.worker, limit, gone)
+        for row in claimed:
+            if self.admission is not None:
+                self.admission.take()
+            self._track(self._spawn(self.attend(str(row.pk), claimed=row)))
+        taken = len(claimed)
+        run_ids = await db(lifecycle.runs_needing_a_worker, limit=limit - taken, gone=gone)
         for run_id in (str(run_id) for run_id in run_ids):
             if run_id in self._live:
                 continue
             if self.admission is not None and not self.admission.try_acquire():
                 break
-            task = self._spawn(self.attend(run_id))
-            if self.admission is not None:
-                task.add_done_callback(lambda _: self.admission.release())
+            self._track(self._spawn(self.attend(run_id)))
             taken += 1
         if taken:
             metrics.sweep_found(taken)
@@ -464,12 +479,23 @@ class Executor:
         self.stop()
         return left
 
+    def _track(self, task: asyncio.Task[Any]) -> None:
+        """Give the run's permit back when it stops executing here."""
+        if self.admission is not None:
+            admission = self.admission
+            task.add_done_callback(lambda _: admission.release())
+
     def _spawn(self, work: Any) -> asyncio.Task[Any]:
         task = asyncio.get_event_loop().create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return task
 
+
+
+def _ring_all(run_ids: list[Any], reason: str) -> None:
+    for run_id in run_ids:
+        dispatch.ring(run_id, reason)
 
 
 def released_with_finish(sink: ObservedSink) -> bool:

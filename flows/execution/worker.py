@@ -22,7 +22,6 @@ from django.conf import settings
 from flows.execution.admission import Admission
 from flows.execution.doorbell import publish
 from flows.execution.executor import executor
-from flows.services import dispatch
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +32,8 @@ def start() -> None:
     """Execute runs in this process (Celery's worker_ready)."""
     if executor.admission is None:
         executor.admission = Admission(settings.RUN_WORKER_CONCURRENCY)
-    dispatch.use(executor)  # what this worker's runs ring (a subflow, a wake) executes here
+    # What this process rings (a held run whose slot freed here) goes through the broker
+    # like any doorbell (flows/apps.py set that up), so it waits for room like the others.
     executor.start()
     executor.prestart_sandbox()
     logger.info("worker %s executes up to %d runs at once", executor.worker,

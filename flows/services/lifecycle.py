@@ -15,6 +15,7 @@ nobody else took it", with an expiry); docs/platform.md, Execution, tells the wh
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import uuid
@@ -23,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -201,6 +202,41 @@ def claim(run_id: Any, worker: str, retake: bool = False) -> Run | None:
     return Run.objects.select_related("document", "flow").get(pk=run.pk)
 
 
+def claim_stale(worker: str, limit: int, gone: list[str] | tuple[str, ...] = ()) -> list[Run]:
+    """Take over, in one statement, up to `limit` running runs that hold a slot and need a
+    worker: their lease expired, their worker is `gone`, or a stopping worker handed them
+    over. PostgreSQL only (the sweep's batch claim; an empty list elsewhere): the candidates
+    are locked with SKIP LOCKED, so sweeps running at once in several workers split them
+    instead of racing for the same ones, and each row's conditions are checked again under
+    its lock. Runs leased to `worker` itself are left to it (it may still execute them).
+    The rows come back as `claim` returns them."""
+    if connection.vendor != "postgresql" or limit <= 0:
+        return []
+    table = Run._meta.db_table
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""UPDATE {table} SET lease_owner = %s, lease_expires_at = %s,
+                    lease_token = lease_token + 1,
+                    unfinished_executions = unfinished_executions + 1,
+                    resumed_after_crash = resumed_after_crash
+                        + CASE WHEN status = 'running' THEN 1 ELSE 0 END,
+                    wake_at = NULL
+                WHERE id IN (
+                    SELECT id FROM {table}
+                    WHERE (status = 'running' OR (status = 'queued' AND lease_owner <> ''))
+                      AND lease_owner <> %s
+                      AND (lease_expires_at < %s OR lease_owner = ANY(%s)
+                           OR (status = 'running' AND lease_owner = ''))
+                    ORDER BY created_at LIMIT %s
+                    FOR UPDATE SKIP LOCKED)
+                RETURNING id""",
+            [worker, now + timedelta(seconds=lease_seconds()), worker, now, list(gone), limit])
+        taken = [row[0] for row in cursor.fetchall()]
+    return list(Run.objects.select_related("document", "flow").filter(pk__in=taken)
+                .order_by("created_at"))
+
+
 def renew(lease: Lease) -> Run | None:
     """Extend our lease; None when it was lost (someone took the run over). The row comes
     with the requests that may have arrived: answers and a cancel."""
@@ -208,6 +244,32 @@ def renew(lease: Lease) -> Run | None:
         return None
     return Run.objects.only("pending_answers", "answer_serial", "cancel_requested").get(
         pk=lease.run_id)
+
+
+def renew_many(leases: list[Lease]) -> dict[str, Run | None]:
+    """Renew several leases of one worker at once (its runs' renewals that fall in the same
+    moment: flows/execution/renewals.py), by run id: the row with its requests (answers,
+    cancel) as `renew` gives it, or None where the lease was lost. One statement on
+    PostgreSQL; one per lease elsewhere."""
+    if connection.vendor != "postgresql":
+        return {str(lease.run_id): renew(lease) for lease in leases}
+    found: dict[str, Run | None] = {str(lease.run_id): None for lease in leases}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""UPDATE {Run._meta.db_table} AS run SET lease_expires_at = %s
+                FROM unnest(%s::uuid[], %s::bigint[]) AS held(id, token)
+                WHERE run.id = held.id AND run.lease_token = held.token
+                  AND run.lease_owner = %s
+                RETURNING run.id, run.pending_answers, run.answer_serial,
+                          run.cancel_requested""",
+            [lease_until(), [lease.run_id for lease in leases],
+             [lease.token for lease in leases], leases[0].worker])
+        for run_id, answers, serial, cancel in cursor.fetchall():
+            if isinstance(answers, str):  # Django reads jsonb as text; its field decodes it
+                answers = json.loads(answers)
+            found[str(run_id)] = Run(pk=run_id, pending_answers=answers, answer_serial=serial,
+                                     cancel_requested=cancel)
+    return found
 
 
 def take_answers(lease: Lease, serial: int) -> bool:

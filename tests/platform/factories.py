@@ -112,3 +112,23 @@ def concurrently(clients, request):
         thread.join(60)
     assert len(answers) == len(clients)
     return answers
+
+
+def holding(seconds: float, name: str = "Hold") -> dict:
+    """A flow whose runs wait `seconds` (a `wait` node): runs that stay running a while."""
+    return {"dsl": "astron/v1", "name": name,
+            "nodes": [{"id": "start", "type": "start"},
+                      {"id": "hold", "type": "wait", "params": {"seconds": seconds}},
+                      {"id": "end", "type": "end", "inputs": {"done": "yes"}}],
+            "edges": [{"from": "start", "to": "hold"}, {"from": "hold", "to": "end"}]}
+
+
+def most_at_once(runs) -> int:
+    """The most runs whose executions (started_at to finished_at) overlapped."""
+    moments = sorted([(run.started_at, 1) for run in runs]
+                     + [(run.finished_at, -1) for run in runs])
+    at_once = most = 0
+    for _, step in moments:
+        at_once += step
+        most = max(most, at_once)
+    return most

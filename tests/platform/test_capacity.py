@@ -13,17 +13,16 @@ from flows.execution.executor import executor
 from flows.models import Flow, Run
 from flows.services import lifecycle
 
-from .factories import api_client, assert_error, no_rows_change, sample
+from .factories import (
+    api_client,
+    assert_error,
+    holding,
+    most_at_once,
+    no_rows_change,
+    sample,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def holding(seconds: float, name: str = "Hold") -> dict:
-    return {"dsl": "astron/v1", "name": name,
-            "nodes": [{"id": "start", "type": "start"},
-                      {"id": "hold", "type": "wait", "params": {"seconds": seconds}},
-                      {"id": "end", "type": "end", "inputs": {"done": "yes"}}],
-            "edges": [{"from": "start", "to": "hold"}, {"from": "hold", "to": "end"}]}
 
 
 def finish(*runs: Run, seconds: float = 20) -> list[Run]:
@@ -31,18 +30,6 @@ def finish(*runs: Run, seconds: float = 20) -> list[Run]:
         executor.wait(run.pk, seconds)
         run.refresh_from_db()
     return list(runs)
-
-
-def most_at_once(runs: list[Run]) -> int:
-    """The most runs whose executions (started_at to finished_at) overlapped."""
-    moments = sorted([(run.started_at, 1) for run in runs] + [(run.finished_at, -1)
-                                                              for run in runs],
-                     key=lambda moment: (moment[0], moment[1]))
-    at_once = most = 0
-    for _, step in moments:
-        at_once += step
-        most = max(most, at_once)
-    return most
 
 
 @pytest.fixture

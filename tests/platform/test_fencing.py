@@ -112,23 +112,25 @@ async def test_a_refused_batch_stops_the_sink_and_calls_back_once(run_row):
 
 
 class FlakyRenewals:
-    """lifecycle.renew, failing the first `failures` calls as a dropped connection would."""
+    """lifecycle.renew_many (the executor's renewals, sent together), failing the first
+    `failures` calls as a dropped connection would."""
 
     def __init__(self, failures: int):
         self.failures = failures
         self.calls = 0
+        self.renew_many = lifecycle.renew_many
 
-    def __call__(self, lease):
+    def __call__(self, leases):
         self.calls += 1
         if self.calls <= self.failures:
             raise ConnectionError("server closed the connection unexpectedly")
-        return lifecycle.renew(lease)
+        return self.renew_many(leases)
 
 
 def execute_in_background(run_row, monkeypatch, settings, renew):
     settings.RUN_LEASE_S = 3  # renewals every second
     monkeypatch.setattr(executor_module, "RENEW_RETRY_S", 0.2)
-    monkeypatch.setattr(lifecycle, "renew", renew)
+    monkeypatch.setattr(lifecycle, "renew_many", renew)
     executor = executor_module.Executor()
     executor.maintenance = False
     executor.submit(run_row.pk)
@@ -174,3 +176,26 @@ def test_a_worker_that_cannot_renew_stops_the_run_before_its_lease_ends(
         assert not RunEvent.objects.filter(run=run_row, type=ev.RUN_FINISHED).exists()
     finally:
         executor.stop()
+
+
+def test_leases_renewed_together_each_get_their_own_answer(run_row):
+    other = Run.objects.create(owner=run_row.owner, flow=run_row.flow, inputs={},
+                               document=run_row.document)
+    mine = lifecycle.claim(run_row.pk, "worker-a")
+    lost = lifecycle.claim(other.pk, "worker-a")
+    expire(other)
+    lifecycle.claim(other.pk, "worker-b")  # taken over: worker-a's lease on it is gone
+    Run.objects.filter(pk=run_row.pk).update(
+        pending_answers=[{"node": "ask", "answer": "yes"}], answer_serial=7,
+        cancel_requested=True, lease_expires_at=timezone.now())
+
+    rows = lifecycle.renew_many([lifecycle.Lease(run_row.pk, "worker-a", mine.lease_token),
+                                 lifecycle.Lease(other.pk, "worker-a", lost.lease_token)])
+
+    assert rows[str(other.pk)] is None
+    renewed = rows[str(run_row.pk)]
+    assert renewed.pending_answers == [{"node": "ask", "answer": "yes"}]
+    assert (renewed.answer_serial, renewed.cancel_requested) == (7, True)
+    assert Run.objects.get(pk=run_row.pk).lease_expires_at > timezone.now() + timedelta(
+        seconds=lifecycle.lease_seconds() - 5)
+    assert Run.objects.get(pk=other.pk).lease_owner == "worker-b"
