@@ -97,12 +97,13 @@ class Workers:
             with log.open("wb") as output:
                 self.processes.append(subprocess.Popen(
                     [sys.executable, "-m", "celery", "-A", "astron", "worker", "-n",
-                     f"bench{n}@%h", "--without-mingle", "--without-gossip", "-l", "warning"],
+                     f"bench{n}@%h", "--without-mingle", "--without-gossip", "-l", "info"],
                     cwd=ROOT, env=self.environment, stdout=output, stderr=subprocess.STDOUT))
         deadline = time.monotonic() + 60
-        while not all(b"ready." in (self.folder / f"worker-{n}.log").read_bytes()
+        while not all(b" ready." in (self.folder / f"worker-{n}.log").read_bytes()
                       for n in range(self.count)):
             if time.monotonic() > deadline:
+                self.__exit__()
                 raise RuntimeError("the workers did not start")
             time.sleep(0.2)
         return self
@@ -340,7 +341,7 @@ def main() -> None:
                                  "processes": args.processes, "workers": args.workers,
                                  "flow": name, "clients": 32, "wait": False,
                                  "seconds": seconds, **result})
-            if args.workers >= 2:
+            if args.workers >= 2 and not args.worker_concurrency:  # 100 runs must fit
                 print("takeover after kill -9 of a worker holding runs", file=sys.stderr)
                 taken_s = takeover_after_kill(server.http, key, workers,
                                               environment["DATABASE_URL"])

@@ -32,6 +32,7 @@ from flows.services import lifecycle
 logger = logging.getLogger(__name__)
 
 Deliver = Callable[[dict[str, Any]], None]
+AWAKE_GROUP = "astron.awake"  # nothing is ever sent to it (RunWatchers._stay_awake)
 
 
 class _Subscription:
@@ -86,11 +87,31 @@ class RunWatchers:
 
     def __init__(self) -> None:
         self._subscriptions: dict[str, _Subscription] = {}
+        self._awake: asyncio.Future[None] | None = None
+
+    async def _stay_awake(self) -> None:
+        """Hold one subscription for the loop's life. channels_redis's pub/sub reader sleeps
+        0.1 s at a time while it has no subscription, so on an idle process the first
+        batch of a run just subscribed to waited up to 100 ms (a `wait` answered 80 ms late
+        with RUN_EXECUTOR=celery); with a subscription held, it reads as messages come."""
+        if self._awake is None:
+            self._awake = asyncio.get_running_loop().create_future()
+            try:
+                layer = get_channel_layer()
+                channel = await layer.new_channel("astron.awake.")
+                await layer.group_add(AWAKE_GROUP, channel)
+            except Exception:  # the layer is away: the watchers' own subscriptions retry
+                self._awake = None
+                return
+            self._awake.set_result(None)
+        else:
+            await asyncio.shield(self._awake)
 
     async def join(self, run_id: Any, key: int, deliver: Deliver) -> None:
         """From now on, every batch published for the run is passed to `deliver` (in
         order, synchronously: it should only queue it)."""
         run_id = str(run_id)
+        await self._stay_awake()
         subscription = self._subscriptions.get(run_id)
         if subscription is None:
             subscription = self._subscriptions[run_id] = _Subscription(self, run_id)

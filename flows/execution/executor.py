@@ -37,7 +37,7 @@ from flows.execution.sink import DatabaseSink
 from flows.execution.world import shared_world
 from flows.models import Run as RunRow
 from flows.plans import plan_for
-from flows.services import capacity, dispatch, lifecycle
+from flows.services import capacity, lifecycle
 from flows.services.history import projected_nodes, stored_events
 from tracing import metrics
 from tracing.logs import warn_now_and_then
@@ -79,6 +79,8 @@ class Executor:
         self.admission: Admission | None = None
         self.draining = False  # stopping on purpose: no new runs are taken
         self.renewals = Renewals()  # the runs' lease renewals, sent together
+        self._ringing: set[Any] = set()  # owners whose held runs are being taken up here
+        self._attending: set[str] = set()  # runs being claimed or executed by an attend here
 
     # -- the thread ---------------------------------------------------------------------------
 
@@ -214,6 +216,12 @@ class Executor:
             if row is not None:
                 await self._apply_requests(live, row)
             return
+        if run_id in self._attending and claimed is None:
+            # Another attend here is claiming it (the sweep and a doorbell at once): a
+            # second claim by this same worker would execute it twice.
+            metrics.doorbell_dropped()
+            return
+        self._attending.add(run_id)
         try:
             again = await self._execute(run_id, claimed, new)
             while again:
@@ -223,6 +231,7 @@ class Executor:
         except Exception:
             logger.exception("executing run %s failed", run_id)
         finally:
+            self._attending.discard(run_id)
             if run_id not in self._live:
                 # Not settled here (its waiters were told then): it continues elsewhere.
                 self.settlements.moved(run_id)
@@ -281,13 +290,26 @@ class Executor:
         return again
 
     async def _ring_held(self, owner_id: Any) -> None:
-        """Ring the owner's runs that wait for a slot, oldest first (flows/services/capacity.py)."""
+        """Take up the owner's runs that wait for a slot, oldest first, here: this worker
+        just freed one (flows/services/capacity.py). Their claims check the slot, so a run
+        still over a limit stays queued. Not through the broker: a burst's hundreds of held
+        runs would ring it with a doorbell per held run per finished run, and new runs'
+        doorbells would wait behind those. One look per owner at a time in this process."""
+        if owner_id in self._ringing:
+            return
+        self._ringing.add(owner_id)
         try:
-            held = await db(capacity.held_runs, owner_id)
-            if held:  # off the loop: with RUN_EXECUTOR=celery a ring is a publish
-                await asyncio.to_thread(_ring_all, held, "slot")
+            for run_id in map(str, await db(capacity.held_runs, owner_id)):
+                if run_id in self._live:
+                    continue
+                if self.admission is not None and not self.admission.try_acquire():
+                    break  # no room here: the sweep, or a finish elsewhere, takes it
+                self._track(self._spawn(self.attend(run_id)))
         except Exception as error:  # the sweep finds them
-            warn_now_and_then(logger, "held", "ringing runs held for a slot failed: %r", error)
+            warn_now_and_then(logger, "held", "taking up runs held for a slot failed: %r",
+                              error)
+        finally:
+            self._ringing.discard(owner_id)
 
     @contextlib.contextmanager
     def live(self, lease: lifecycle.Lease, engine_run: Run, serial: int = 0) -> Iterator[None]:
@@ -491,11 +513,6 @@ class Executor:
         task.add_done_callback(self._background.discard)
         return task
 
-
-
-def _ring_all(run_ids: list[Any], reason: str) -> None:
-    for run_id in run_ids:
-        dispatch.ring(run_id, reason)
 
 
 def released_with_finish(sink: ObservedSink) -> bool:
