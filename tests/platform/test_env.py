@@ -9,6 +9,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from astron.env import (
     allowed_hosts,
+    broker_url,
     database_from_url,
     env_bool,
     env_int,
@@ -228,3 +229,29 @@ def test_sqlite_runs_in_wal_mode_with_a_busy_timeout_and_immediate_transactions(
     assert "journal_mode=WAL" in database["OPTIONS"]["init_command"]
     assert "busy_timeout=" in database["OPTIONS"]["init_command"]
     assert database["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
+
+
+@pytest.mark.parametrize("url", [None, "", "http://127.0.0.1:5672//", "amqp://", "amqp://h:x//",
+                                 "kafka://127.0.0.1:9092"])
+def test_a_bad_broker_url_is_refused_with_the_variables_name(url):
+    with pytest.raises(ImproperlyConfigured, match="CELERY_BROKER_URL"):
+        broker_url("CELERY_BROKER_URL", url)
+
+
+@pytest.mark.parametrize("url", ["amqp://guest:guest@127.0.0.1:5672//",
+                                 "amqps://u:p@broker.example:5671/vhost",
+                                 "redis://127.0.0.1:6379/2"])
+def test_rabbitmq_and_redis_broker_urls_are_taken(url):
+    assert broker_url("CELERY_BROKER_URL", url) == url
+
+
+def test_the_celery_mode_without_redis_stops_at_start_naming_what_is_missing(tmp_path):
+    environment = {key: value for key, value in os.environ.items()
+                   if key not in ("REDIS_URL", "DATABASE_URL")}
+    environment.update(RUN_EXECUTOR="celery", CELERY_BROKER_URL="amqp://g:g@127.0.0.1:5672//",
+                       DJANGO_SETTINGS_MODULE="astron.settings")
+    started = subprocess.run([sys.executable, "-c", "import django; django.setup()"],
+                             cwd=Path(__file__).resolve().parents[2], env=environment,
+                             capture_output=True, text=True, timeout=60)
+    assert started.returncode != 0
+    assert "RUN_EXECUTOR=celery needs REDIS_URL" in started.stderr
