@@ -139,7 +139,8 @@ def test_a_worker_killed_holding_200_runs_loses_none_and_repeats_only_nodes_in_f
 
 def test_a_worker_stopped_on_purpose_hands_its_runs_over_at_once(stack, owner):
     user, key = owner
-    services.create_flow(user, holding(3), slug="hold")
+    # The hold outlasts the second worker's start, so runs are still executing at SIGTERM.
+    services.create_flow(user, holding(10), slug="hold")
     stack.environment["RUN_LEASE_S"] = "60"  # a run waiting out a lease would take a minute
     stack.serve()
     leaving = stack.worker("leaving")
@@ -154,7 +155,7 @@ def test_a_worker_stopped_on_purpose_hands_its_runs_over_at_once(stack, owner):
     took = time.monotonic() - stopped_at
     assert leaving.wait(30) == 0
     assert_each_executed_once(runs, ["start", "hold", "end"])
-    assert took < 15, took  # drain 1 s, then at once on the other worker: no 60 s lease
+    assert took < 30, took  # drain 1 s, then the 10 s hold again elsewhere: no 60 s lease
     assert "handed over" in stack.log("leaving")
 
 
@@ -288,5 +289,8 @@ def test_capacity_holds_across_workers_and_runs_start_in_creation_order(stack, o
     rows = list(Run.objects.filter(pk__in=runs).order_by("created_at"))
     assert {row.status for row in rows} == {"succeeded"}
     assert most_at_once(rows) == 2
+    # Two slots free together and two workers start their runs in either order within a
+    # millisecond; what creation order means is that no run starts before the run created
+    # two places ahead of it.
     starts = [row.started_at for row in rows]
-    assert starts == sorted(starts)
+    assert all(earlier <= later for earlier, later in zip(starts, starts[2:])), starts
