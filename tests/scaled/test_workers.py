@@ -293,4 +293,5 @@ def test_capacity_holds_across_workers_and_runs_start_in_creation_order(stack, o
     # millisecond; what creation order means is that no run starts before the run created
     # two places ahead of it.
     starts = [row.started_at for row in rows]
-    assert all(earlier <= later for earlier, later in zip(starts, starts[2:])), starts
+    assert all(earlier <= later for earlier, later in zip(starts, starts[2:], strict=False)), \
+        starts
