@@ -222,6 +222,19 @@ def broker_url(name: str, url: str | None) -> str:
     return url
 
 
+def secrets_keys(name: str, value: str | None) -> list[str]:
+    """The keys of a comma-separated list, each at least 32 characters; [] when unset."""
+    if not value or not value.strip():
+        return []
+    keys = [key.strip() for key in value.split(",")]
+    for position, key in enumerate(keys, 1):
+        if len(key) < 32:
+            raise ImproperlyConfigured(
+                f"{name}: key {position} of {len(keys)} has {len(key)} characters; each key "
+                "needs at least 32")
+    return keys
+
+
 def secret_key_from_file(path: Path) -> str:
     """Read the key in `path`, generating it first (mode 600) if there is none."""
     if not path.exists():

@@ -25,6 +25,7 @@ from astron.env import (
     llm_providers,
     redis_urls,
     secret_key_from_file,
+    secrets_keys,
     sqlite_database,
     trusted_origins,
 )
@@ -69,6 +70,16 @@ if SECRET_KEY is None:
             "SECRET_KEY is required when DATABASE_URL is set and DEBUG is false."
         )
     SECRET_KEY = secret_key_from_file(DATA_DIR / "secret_key")
+
+# The keys of the secrets store (docs/secrets.md): the first encrypts, all decrypt.
+SECRETS_KEYS = secrets_keys("SECRETS_KEY", env_str("SECRETS_KEY"))
+if not SECRETS_KEYS:
+    if DATABASE_URL and not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRETS_KEY is required when DATABASE_URL is set and DEBUG is false: it encrypts "
+            "the secrets store (at least 32 characters; a comma-separated list rotates keys)."
+        )
+    SECRETS_KEYS = [secret_key_from_file(DATA_DIR / "secrets_key")]
 
 ALLOWED_HOSTS = allowed_hosts("ALLOWED_HOSTS", env_list("ALLOWED_HOSTS",
                                                           ["127.0.0.1", "localhost"]))
@@ -297,6 +308,7 @@ RUN_VALUE_MAX_BYTES = env_int("RUN_VALUE_MAX_BYTES", 4 * 1024 * 1024, minimum=10
 # The most a run's nodes may record (their outputs as JSON); past it a node fails too_large.
 RUN_STORED_MAX_MB = env_int("RUN_STORED_MAX_MB", 256, minimum=1, maximum=1024 * 1024)
 API_RATE = env_rate("API_RATE", "1200/minute")
+WEBHOOK_RATE = env_rate("WEBHOOK_RATE", "120/minute")  # per webhook, whoever sends
 HTTP_ALLOW_HOSTS = http_allow_hosts("HTTP_ALLOW_HOSTS", env_list("HTTP_ALLOW_HOSTS"))
 CODE_WORKERS = env_int("CODE_WORKERS", 2, minimum=0, maximum=64)
 CODE_CPU_S = env_int("CODE_CPU_S", 10, minimum=1)

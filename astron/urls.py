@@ -5,6 +5,7 @@ from django.urls import include, path
 from flows import views
 from flows.admin.dashboard import dashboard
 from flows.api.metrics import MetricsView
+from flows.api.views import WebhookDelivery
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
@@ -13,6 +14,8 @@ urlpatterns = [
     path("admin/dashboard/", dashboard, name="astron-dashboard"),  # before admin/
     path("admin/", admin.site.urls),
     path("api/", include("flows.api.urls")),
+    # Webhook deliveries: signed instead of authenticated (docs/api.md, Webhooks).
+    path("hooks/<str:hook_id>/", WebhookDelivery.as_view(), name="webhook-delivery"),
     path("", include("flows.pages.urls")),  # the browser pages: /, /flows/…, /runs/<id>/
 ]
 

@@ -478,6 +478,7 @@ def main() -> None:
         child(args.child, args.quick)
         return
     os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(64))
+    os.environ.setdefault("SECRETS_KEY", secrets.token_urlsafe(32))
     base = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     sqlite = Path(f"/tmp/astron_bench_cache_{os.getpid()}.sqlite3")
     rows = []

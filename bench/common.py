@@ -71,6 +71,7 @@ def django_setup(database_url: str | None = None) -> None:
     os.environ["DJANGO_SETTINGS_MODULE"] = "astron.settings"
     os.environ["API_RATE"] = "1000000/second"
     os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(64))
+    os.environ.setdefault("SECRETS_KEY", secrets.token_urlsafe(32))
     import django
     from django.core.management import call_command
 

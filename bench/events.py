@@ -480,7 +480,8 @@ def main() -> None:
                 tempfile.TemporaryDirectory(prefix="astron-bench-events-")))
         base = {key: value for key, value in os.environ.items()
                 if key not in ("DATABASE_URL", "REDIS_URL")}
-        base.update(SECRET_KEY=secrets.token_urlsafe(48), CODE_WORKERS="0",
+        base.update(SECRET_KEY=secrets.token_urlsafe(48), SECRETS_KEY=secrets.token_urlsafe(32),
+                    CODE_WORKERS="0",
                     API_RATE="1000000/minute", PYTHONUNBUFFERED="1", LLM_PROVIDERS=json.dumps(
                         {"local": {"base_url": f"http://127.0.0.1:{token_port}/v1"}}))
         for layer in args.layers.split(","):

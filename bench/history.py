@@ -756,6 +756,7 @@ def main() -> None:
     args = parser.parse_args()
     scale = QUICK if args.quick else FULL
     os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(64))  # shared with the children
+    os.environ.setdefault("SECRETS_KEY", secrets.token_urlsafe(32))
 
     if args.starts:
         django_setup(os.environ["DATABASE_URL"])

@@ -296,7 +296,8 @@ def main() -> None:
             prefix="astron-bench-throughput-")))
         environment = {key: value for key, value in os.environ.items()
                        if key not in ("DATABASE_URL", "REDIS_URL")}
-        environment.update(SECRET_KEY=secrets.token_urlsafe(48), CODE_WORKERS="0",
+        environment.update(SECRET_KEY=secrets.token_urlsafe(48),
+                           SECRETS_KEY=secrets.token_urlsafe(32), CODE_WORKERS="0",
                            API_RATE="1000000/second", PYTHONUNBUFFERED="1",
                            DATABASE_URL=fresh_database(args.postgres, folder, "throughput"))
         if args.postgres:

@@ -185,6 +185,7 @@ def start_latencies(url: str, rounds: int, requests: int) -> dict[str, dict[str,
 def start_rows(url: str, label: str, quick: bool) -> list[dict[str, Any]]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PYTEST_"))}
     environ.setdefault("SECRET_KEY", secrets.token_urlsafe(64))
+    environ.setdefault("SECRETS_KEY", secrets.token_urlsafe(32))
     environ["DATABASE_URL"] = url
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=environ,
                    check=True)

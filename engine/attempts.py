@@ -121,7 +121,7 @@ async def _attempt(graph: GraphExecution, node: PlanNode, strategy: Any,
                    ) -> tuple[NodeError | None, dict[str, Any] | None]:
     context = graph.context
     graph.emit(ev.NODE_STARTED, {"node": node.id, "type": node.type, "attempt": attempt,
-                                "inputs": capped(inputs)})
+                                "inputs": capped(inputs, context.redact)})
     if attempt == 1:  # the execution's start is its first node.started, to the millisecond
         graph.started_ts[node.index] = context.last_ts
     graph.logs.pop(node.index, None)  # each attempt records its own output

@@ -6,7 +6,7 @@ import hashlib
 from typing import Any
 
 from engine.dsl.scope import GraphScope
-from engine.dsl.validate import GraphInfo, analyse_document
+from engine.dsl.validate import GraphInfo, analyse_document, secret_names
 from engine.errors import DocumentInvalid
 from engine.expressions import ArrayOf, Expression, Literal, ObjectOf, Reference, Text
 from engine.nodes.base import Registry
@@ -34,6 +34,7 @@ def compile_plan(document: Any, registry: Registry | None = None) -> Plan:
         settings=Settings(**settings),
         graph=_compile_graph(analysis.graph),
         input_specs=dict((start.raw.get("params") or {}).get("inputs") or {}),
+        secret_names=secret_names(analysis.graph),
     )
 
 

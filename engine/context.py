@@ -115,10 +115,13 @@ class RunContext:
         return True
 
 
-def capped(inputs: dict[str, Any]) -> dict[str, Any]:
-    """Inputs for an event: each value over 64 KiB as JSON is replaced by a cut-off text."""
+def capped(inputs: dict[str, Any], redact: Any = None) -> dict[str, Any]:
+    """Inputs for an event: each value over 64 KiB as JSON is replaced by a cut-off text.
+    `redact` (the context's) applies first, so a cut never leaves half a secret behind."""
     if not inputs:
         return {}
+    if redact is not None:
+        inputs = redact(inputs)
     out = {}
     for name, value in inputs.items():
         if isinstance(value, str):

@@ -7,6 +7,7 @@ so a compiled plan can be cached without pickle.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,13 +23,16 @@ class Scope:
     has a `parent` (the graph around the iteration node) and its own `item`/`index`.
     """
 
-    __slots__ = ("index", "item", "max_bytes", "outputs", "parent", "sys")
+    __slots__ = ("index", "item", "max_bytes", "outputs", "parent", "secrets", "sys")
 
     def __init__(self, outputs: dict[str, Any], sys: dict[str, Any], parent: Scope | None = None,
                  item: Any = None, index: int | None = None,
-                 max_bytes: int = DEFAULT_VALUE_MAX_BYTES):
+                 max_bytes: int = DEFAULT_VALUE_MAX_BYTES,
+                 secrets: Mapping[str, str] | None = None):
         self.outputs = outputs
         self.sys = sys
+        # The owner's secrets the run references, by name (the top scope's; never recorded).
+        self.secrets = parent.secrets if parent is not None else (secrets or {})
         self.parent = parent
         self.item = item
         self.index = index
@@ -89,6 +93,13 @@ class Reference(Expression):
             value = scope.item
         elif kind == "index":
             value = scope.index
+        elif kind == "secret":
+            name = self.path[0]
+            value = scope.secrets.get(name)  # type: ignore[call-overload]
+            if value is None:
+                raise NodeError("missing_secret", f'the secret "{name}" does not exist (any more)',
+                                details={"secret": name})
+            return value
         else:
             while scope.parent is not None:
                 scope = scope.parent

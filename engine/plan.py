@@ -16,7 +16,7 @@ from engine.expressions import Expression, expression_from_data
 from engine.nodes.base import Registry
 from engine.values import type_problem
 
-PLAN_FORMAT = 1
+PLAN_FORMAT = 2  # 2: secret_names
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +98,8 @@ class Plan:
     settings: Settings
     graph: GraphPlan
     input_specs: dict[str, dict[str, Any]]
+    # The secrets the document references: checked at a run's start, read as it executes.
+    secret_names: tuple[str, ...] = ()
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Plan) and other.digest == self.digest
@@ -140,6 +142,7 @@ class Plan:
                          "concurrency": self.settings.concurrency},
             "graph": self.graph.to_data(registry),
             "input_specs": self.input_specs,
+            "secret_names": list(self.secret_names),
         }
 
     @classmethod
@@ -147,7 +150,8 @@ class Plan:
         if data.get("format") != PLAN_FORMAT:
             raise ValueError(f"unsupported plan format {data.get('format')!r}")
         return cls(data["digest"], data["name"], Settings(**data["settings"]),
-                   GraphPlan.from_data(data["graph"], registry), data["input_specs"])
+                   GraphPlan.from_data(data["graph"], registry), data["input_specs"],
+                   tuple(data["secret_names"]))
 
 
 def _node_to_data(node: PlanNode, registry: Registry) -> dict[str, Any]:

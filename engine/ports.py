@@ -7,7 +7,7 @@ guarded HTTP client) and the platform configures them from settings.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -107,6 +107,10 @@ class ChatRequest:
     system: str | None = None
     temperature: float | None = None
     max_tokens: int | None = None
+    api_key: str | None = None  # the node's own key (a secret), over the provider's
+
+    def __repr__(self) -> str:  # never the key
+        return f"ChatRequest(model={self.model!r}, api_key={'set' if self.api_key else None})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,3 +170,6 @@ class Services:
     value_max_bytes: int = DEFAULT_VALUE_MAX_BYTES  # the largest value a node may make
     stored_max_bytes: int = DEFAULT_STORED_MAX_BYTES  # the most a run's nodes may record
     redactor: Redactor = NO_SECRETS  # secrets that never reach what a run records
+    # The owner's secrets the run's plan references (`{{secrets.NAME}}`), by name. The
+    # redactor knows each of them: they are read, never recorded.
+    secrets: Mapping[str, str] = field(default_factory=dict)

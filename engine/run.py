@@ -97,7 +97,9 @@ class Run:
         sys = {"run_id": self.run_id, "flow": self.flow, "flow_version": self.version,
                "started_at": started_at}
         self._graph = graph = GraphExecution(
-            context, self.plan.graph, Scope({}, sys, max_bytes=self.services.value_max_bytes), start_inputs=applied,
+            context, self.plan.graph,
+            Scope({}, sys, max_bytes=self.services.value_max_bytes, secrets=self.services.secrets),
+            start_inputs=applied,
             finished=resume.finished, skipped=resume.skipped, questions=resume.questions,
             answers=self.answers, unfinished=resume.unfinished, bodies=resume.bodies)
         if self.resume is None:

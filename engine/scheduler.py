@@ -232,7 +232,7 @@ class GraphExecution(QuestionsMixin):
         self.started[index] = self.context.monotonic()
         self.attempts[index] = 1
         context.emit(ev.NODE_STARTED, {"node": node.id, "type": node.type, "attempt": 1,
-                                      "inputs": capped(inputs) if inputs else {}},
+                                      "inputs": capped(inputs, context.redact) if inputs else {}},
                      self.scope_name, self.item)
         started_ts = self.started_ts[index] = context.last_ts
         call = NodeCall(node, inputs, self.scope, 1, context.services, self.chunk,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.db.models import QuerySet
@@ -16,4 +17,13 @@ def one_or_none(rows: QuerySet) -> Any | None:
     try:
         return rows.get()
     except rows.model.DoesNotExist:
+        return None
+
+
+def uuid_or_none(value: Any) -> uuid.UUID | None:
+    """`value` as a UUID, or None for anything that is not one (a lookup then finds nothing,
+    and answers like a missing object)."""
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
         return None

@@ -22,7 +22,8 @@ def test_database_url() -> str:
 
 
 def environment_for_another_process(**extra: str) -> dict[str, str]:
-    """This process's environment, pointed at the test database with the same SECRET_KEY,
-    plus `extra` variables."""
+    """This process's environment, pointed at the test database with the same SECRET_KEY and
+    SECRETS_KEY, plus `extra` variables."""
     return {**os.environ, "DATABASE_URL": test_database_url(),
-            "SECRET_KEY": settings.SECRET_KEY, **extra}
+            "SECRET_KEY": settings.SECRET_KEY, "SECRETS_KEY": ",".join(settings.SECRETS_KEYS),
+            **extra}

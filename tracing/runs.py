@@ -19,6 +19,7 @@ that continues it (here or in another process) opens a new one in the same trace
 from __future__ import annotations
 
 import time
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -31,6 +32,7 @@ from engine import events as ev
 from engine.ports import EventSink
 from tracing import metrics, setup
 from tracing.context import context_of
+from tracing.logs import hidden_now
 
 # A run of a 10,000-item iteration would otherwise make tens of thousands of spans; the
 # metrics still count every node.
@@ -126,8 +128,14 @@ class ObservedSink:
         # An Exception is a failure (events not stored…); a CancelledError is the process
         # stopping: the run continues elsewhere, in the same trace.
         if isinstance(error, Exception):
-            span.record_exception(error)
-            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+            # Cleaned like a log record: the message or traceback may quote a secret.
+            redactor = hidden_now()
+            described = redactor.text(f"{type(error).__name__}: {error}")
+            span.record_exception(error, attributes={
+                "exception.message": redactor.text(str(error)),
+                "exception.stacktrace": redactor.text("".join(
+                    traceback.format_exception(type(error), error, error.__traceback__)))})
+            span.set_status(Status(StatusCode.ERROR, described))
         span.end()
 
     # -- events ---------------------------------------------------------------------------------

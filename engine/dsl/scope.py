@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from engine.references import ParsedReference
 
 SYS_FIELDS = ("run_id", "flow", "flow_version", "started_at")
+SECRETS = "secrets"  # `{{secrets.NAME}}`: the run owner's secret NAME (docs/dsl.md §3)
+SECRET_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 
 
 class ReferenceProblem(Exception):
@@ -67,6 +70,14 @@ class GraphScope:
                 raise ReferenceProblem("unknown_output",
                                        f"{ref}: sys has {', '.join(SYS_FIELDS)}")
             return "sys", 0
+        if head == SECRETS and not self.visible_anywhere(head):
+            # A node may be called "secrets" (only sys, item and index are reserved): its
+            # outputs keep their name, and such a flow cannot reference secrets.
+            if len(path) != 1 or not isinstance(path[0], str) or not SECRET_NAME.match(path[0]):
+                raise ReferenceProblem(
+                    "bad_reference", f"{ref}: a secret is named as {{{{secrets.NAME}}}}, NAME "
+                                     "in capitals, digits and _ (at most 64), starting with a letter")
+            return "secret", 0
         if head in ("item", "index"):
             if self.parent is None:
                 raise ReferenceProblem("unknown_reference",

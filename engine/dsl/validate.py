@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.dsl.limits import MAX_NODES, size_problem
-from engine.dsl.scope import GraphScope, ReferenceProblem
+from engine.dsl.scope import SECRETS, GraphScope, ReferenceProblem
 from engine.dsl.spec import (
     ID_PATTERN,
     RESERVED_IDS,
@@ -526,11 +526,46 @@ def _check_references(graph: GraphInfo, checker: Checker) -> None:
             continue
         inputs = info.raw.get("inputs")
         input_names = frozenset(inputs) if isinstance(inputs, dict) else frozenset()
+        node_path = f"{graph.path}/nodes/{info.index}"
         for site in info.sites:
             for part in site.parts:
                 if isinstance(part, str):
                     continue
                 try:
-                    graph.scope.classify(part, info.place, input_names, site.template)
+                    kind, _depth = graph.scope.classify(part, info.place, input_names,
+                                                        site.template)
                 except ReferenceProblem as problem:
                     checker.add(site.path, problem.code, problem.message)
+                    continue
+                if kind == "secret" and not _secret_allowed(info, node_path, site.path):
+                    checker.add(site.path, "secret_not_allowed",
+                                f"{part}: secrets may be used only in the params of an http "
+                                "node and in an llm node's params.api_key")
+
+
+def _secret_allowed(info: NodeInfo, node_path: str, site_path: str) -> bool:
+    """Where `{{secrets.NAME}}` may stand (docs/dsl.md §3): what is sent with a request, never
+    what a node computes from or records as its own."""
+    node_type = info.strategy.type_name if info.strategy is not None else None
+    if node_type == "http":
+        return site_path.startswith(f"{node_path}/params/")
+    if node_type == "llm":
+        return site_path == f"{node_path}/params/api_key"
+    return False
+
+
+def secret_names(graph: GraphInfo) -> tuple[str, ...]:
+    """The secrets a valid document references, its iteration bodies included, sorted."""
+    names: set[str] = set()
+    stack = [graph]
+    while stack:
+        current = stack.pop()
+        for info in current.nodes:
+            if info.body is not None:
+                stack.append(info.body)
+            for site in info.sites:
+                for part in site.parts:
+                    if not isinstance(part, str) and part.head == SECRETS and part.path and \
+                            not current.scope.visible_anywhere(SECRETS):
+                        names.add(str(part.path[0]))
+    return tuple(sorted(names))

@@ -122,8 +122,11 @@ class OpenAICompatibleProvider:
         if request.max_tokens is not None:
             body["max_tokens"] = request.max_tokens
         headers = {"Accept": "text/event-stream"}
-        if self.__api_key:
-            headers["Authorization"] = f"Bearer {self.__api_key}"
+        key = request.api_key or self.__api_key
+        if key:
+            if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in key):
+                raise NodeError("invalid_param", "the api_key holds spaces or control characters")
+            headers["Authorization"] = f"Bearer {key}"
         logger.debug("llm provider %s: POST %s (model %s)", self.name, self.url, model)
         client = self._client()
         try:

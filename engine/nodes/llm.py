@@ -41,9 +41,10 @@ class LlmNode(LlmSpec):
         params = call.params
         provider = provider_named(call.services.llm_providers, params["provider"])
         system = call.resolve(params["system"]) if params.get("system") is not None else None
+        api_key = call.resolve(params["api_key"]) if params.get("api_key") is not None else None
         request = ChatRequest(model=params.get("model"), prompt=call.resolve(params["prompt"]),
                               system=system or None, temperature=params.get("temperature"),
-                              max_tokens=params.get("max_tokens"))
+                              max_tokens=params.get("max_tokens"), api_key=api_key or None)
         text: list[str] = []
         usage = Usage(0, 0)
         stream = provider.stream(request)

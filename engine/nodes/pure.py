@@ -63,7 +63,11 @@ class EndNode(NodeStrategy):
     def run(self, call: NodeCall) -> dict[str, Any]:
         answer = call.params.get("answer")
         if answer is not None:
-            for piece in split_for_streaming(call.resolve(answer)):
+            text = call.resolve(answer)
+            # Redacted whole before it is cut into pieces: a secret must not be split where
+            # each piece alone looks harmless.
+            redactor = call.services.redactor
+            for piece in split_for_streaming(redactor.text(text) if redactor else text):
                 call.chunk(piece)
         return dict(call.inputs)
 

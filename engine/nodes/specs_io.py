@@ -129,6 +129,8 @@ class LlmSpec(NodeStrategy):
         "prompt": Template(),
         "temperature": Num(0, 2),
         "max_tokens": Int(1, 1_000_000),
+        # Normally `{{secrets.NAME}}`: replaces the provider's configured key for this node.
+        "api_key": Template(),
     }, required=("provider", "prompt"))
 
 

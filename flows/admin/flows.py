@@ -286,10 +286,14 @@ class FlowAdmin(admin.ModelAdmin):
             else:
                 try:
                     run, _ = services.start_run(flow.owner, flow, form.cleaned_data["inputs"],
-                                                version=form.cleaned_data["version"])
+                                                version=form.cleaned_data["version"],
+                                                trigger={"type": "admin"})
                 except ServiceError as error:
-                    field = "inputs" if error.code == "invalid_inputs" else "version"
-                    form.add_error(field, problems_error(error))
+                    if error.code == "missing_secret":
+                        form.add_error(None, error.message)
+                    else:
+                        field = "inputs" if error.code == "invalid_inputs" else "version"
+                        form.add_error(field, problems_error(error))
                 else:
                     messages.success(request, f"Started run {run.pk}.")
                     return HttpResponseRedirect(

@@ -112,7 +112,9 @@ def _escape(key: Any) -> str:
 
 
 def _is_api(request) -> bool:
-    return request.path_info.startswith("/api/")
+    from flows.api.middleware import API_PATHS
+
+    return request.path_info.startswith(API_PATHS)
 
 
 def bad_request(request, exception):

@@ -14,6 +14,9 @@ from flows.api.exceptions import too_large_body
 CHUNK = 64 * 1024
 
 
+API_PATHS = ("/api/", "/hooks/")  # the API, and webhook deliveries (signed, not logged in)
+
+
 class BodyLimitMiddleware:
     """A body with a Content-Length over the limit is refused unread. A body without one
     (`Transfer-Encoding: chunked`) is read here up to the limit: over it, it is refused;
@@ -23,7 +26,7 @@ class BodyLimitMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        if request.path_info.startswith("/api/"):
+        if request.path_info.startswith(API_PATHS):
             limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
             if not request.META.get("CONTENT_LENGTH"):
                 if not read_unsized_body(request, limit):
@@ -73,6 +76,6 @@ class CommonMiddleware(django_common.CommonMiddleware):
     redirected."""
 
     def should_redirect_with_slash(self, request) -> bool:
-        if request.path_info.startswith("/api/") and request.method not in ("GET", "HEAD"):
+        if request.path_info.startswith(API_PATHS) and request.method not in ("GET", "HEAD"):
             return False
         return super().should_redirect_with_slash(request)

@@ -61,3 +61,9 @@ def _invalid_cursor() -> ServiceError:
     return ServiceError(400, "invalid_request", "the cursor is not valid",
                         [{"path": "cursor", "code": "invalid_value",
                           "message": "use the `next` or `previous` link of a page"}])
+
+
+class ByName(NewestFirst):
+    """Secrets, in the order of their names (unique per owner)."""
+
+    ordering = ("name",)

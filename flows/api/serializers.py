@@ -4,7 +4,7 @@ and the representations of docs/api.md."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from django.db.models import F, QuerySet
@@ -13,7 +13,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail, ValidationError
 
-from flows.models import Flow, FlowVersion, NodeRun, Run
+from flows.models import Flow, FlowVersion, NodeRun, Run, Schedule, Secret, Webhook
+from flows.services.schedules import next_times
 from flows.services.snapshots import open_questions
 
 # --- Request bodies --------------------------------------------------------------------------
@@ -231,19 +232,22 @@ class RunSerializer(serializers.ModelSerializer):
     version = VersionLabel(source="version_label")
     dsl_hash = serializers.CharField(source="document_id", read_only=True)
     parent_run = serializers.UUIDField(source="parent_run_id", read_only=True, allow_null=True)
+    trigger = serializers.JSONField(read_only=True, help_text=(
+        'What started the run: {"type": "api" | "page" | "admin" | "command" | "webhook" | '
+        '"schedule" | "rerun" | "retry" | "subflow", …}'))
     waiting = serializers.SerializerMethodField()
 
     class Meta:
         model = Run
-        fields = ["id", "flow", "version", "dsl_hash", "status", "inputs", "outputs", "answer",
-                  "error", "created_at", "started_at", "finished_at", "elapsed_ms",
+        fields = ["id", "flow", "version", "dsl_hash", "trigger", "status", "inputs", "outputs",
+                  "answer", "error", "created_at", "started_at", "finished_at", "elapsed_ms",
                   "recovered", "parent_run", "waiting"]
         read_only_fields = fields
 
     # The columns `run_row` reads (`flow_slug` is the flow's slug), for `.values()` lists.
     COLUMNS = ("id", "version_number", "document_id", "status", "inputs", "outputs", "answer",
                "error", "created_at", "started_at", "finished_at", "elapsed_ms", "recovered",
-               "parent_run_id", "waiting", "pending_answers")
+               "parent_run_id", "waiting", "pending_answers", "trigger")
 
     @classmethod
     def rows(cls, runs: QuerySet[Run]) -> QuerySet:
@@ -292,6 +296,8 @@ def run_row(run: Mapping[str, Any], zone: tzinfo) -> dict[str, Any]:
         "flow": run["flow_slug"],
         "version": version if version is not None else "draft",
         "dsl_hash": run["document_id"],
+        "trigger": run["trigger"] or ({"type": "subflow", "run": str(parent)} if parent
+                                      else {"type": "api"}),
         "status": run["status"],
         "inputs": run["inputs"],
         "outputs": run["outputs"],
@@ -349,3 +355,97 @@ class ErrorDetailSerializer(serializers.Serializer):
 
 class ErrorSerializer(serializers.Serializer):
     error = ErrorDetailSerializer()
+
+
+# --- Secrets, webhooks, schedules (docs/api.md; the services judge the values) ---------------
+
+
+class SecretSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Secret
+        fields = ["name", "description", "created_at", "updated_at", "last_used_at"]
+        read_only_fields = fields
+
+
+class SecretCreateBody(Body):
+    name = serializers.JSONField(help_text="^[A-Z][A-Z0-9_]{0,63}$, unique among yours")
+    value = serializers.JSONField(help_text="A non-empty string up to 64 KiB; never shown again")
+    description = serializers.JSONField(required=False, allow_null=True)
+
+
+class SecretUpdateBody(Body):
+    value = serializers.JSONField(help_text="The new value: runs started afterwards use it")
+    description = serializers.JSONField(required=False, allow_null=True)
+
+
+@extend_schema_field({"oneOf": [{"type": "string", "enum": ["draft", "published"]},
+                                {"type": "integer", "minimum": 1}]})
+class StoredVersion(serializers.Field):
+    """A version kept as text ("published", "draft", "3"), shown as the API writes it."""
+
+    def to_representation(self, value: str) -> str | int:
+        return int(value) if value.isdigit() else value
+
+
+class WebhookSerializer(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField()
+    version = StoredVersion(read_only=True)
+
+    class Meta:
+        model = Webhook
+        fields = ["id", "url", "version", "created_at", "last_delivery_at"]
+        read_only_fields = fields
+
+    def get_url(self, hook: Webhook) -> str:
+        path = f"/hooks/{hook.pk}/"
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request is not None else path
+
+
+class WebhookCreatedSerializer(WebhookSerializer):
+    signing_secret = serializers.SerializerMethodField(
+        help_text="Shown only in this answer: sign deliveries with it")
+
+    class Meta(WebhookSerializer.Meta):
+        fields = ["id", "url", "signing_secret", "version", "created_at"]
+        read_only_fields = fields
+
+    def get_signing_secret(self, hook: Webhook) -> str:
+        return self.context["signing_secret"]
+
+
+class WebhookCreateBody(Body):
+    version = VersionChoice(required=False, allow_null=True)
+
+
+class DeliveryAcceptedSerializer(serializers.Serializer):
+    run = serializers.UUIDField()
+    status = serializers.CharField()
+
+
+class ScheduleSerializer(serializers.ModelSerializer):
+    version = StoredVersion(read_only=True)
+    next_runs = serializers.SerializerMethodField(
+        help_text="The next 5 scheduled times, ISO 8601 UTC (empty while disabled)")
+    last_run = serializers.UUIDField(source="last_run_id", read_only=True, allow_null=True)
+
+    class Meta:
+        model = Schedule
+        fields = ["id", "cron", "timezone", "inputs", "version", "enabled", "next_runs",
+                  "last_fired_at", "last_run", "last_error", "created_at", "updated_at"]
+        read_only_fields = fields
+
+    @extend_schema_field({"type": "array", "items": {"type": "string", "format": "date-time"}})
+    def get_next_runs(self, schedule: Schedule) -> list[str]:
+        if not schedule.enabled:
+            return []
+        return [iso_time(moment, UTC) for moment in next_times(schedule)]
+
+
+class ScheduleBody(Body):
+    cron = serializers.JSONField(help_text='Five fields, e.g. "*/15 9-17 * * 1-5"')
+    timezone = serializers.JSONField(required=False, allow_null=True,
+                                     help_text="An IANA name; UTC when absent")
+    inputs = serializers.JSONField(required=False, allow_null=True)
+    version = VersionChoice(required=False, allow_null=True)
+    enabled = serializers.JSONField(required=False, help_text="true (default) or false")

@@ -55,3 +55,15 @@ class UserRateThrottle(throttling.UserRateThrottle):
 
     def wait(self) -> float:
         return self.retry_after
+
+
+class WebhookRateThrottle(UserRateThrottle):
+    """One budget per webhook (settings.WEBHOOK_RATE), whoever calls it: a sender stuck in a
+    loop cannot use its owner's whole API budget, nor start runs without end."""
+
+    def get_rate(self) -> str:
+        return settings.WEBHOOK_RATE
+
+    def get_cache_key(self, request, view) -> str | None:
+        hook = view.kwargs.get("hook_id")
+        return f"throttle_hook_{hook}" if hook else None

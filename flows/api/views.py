@@ -27,10 +27,14 @@ from engine.events import MAX_SEQ
 from flows import services
 from flows.api import serializers as s
 from flows.api.filters import FlowFilter, RunFilter
-from flows.api.pagination import HighestVersionFirst
+from flows.api.pagination import ByName, HighestVersionFirst
+from flows.api.throttling import WebhookRateThrottle
 from flows.api.waiting import wait_for_run
 from flows.errors import ServiceError
-from flows.models import Flow, FlowVersion, Run, RunEvent
+from flows.models import Flow, FlowVersion, Run, RunEvent, Schedule, Secret, Webhook
+from flows.services import schedules as schedule_service
+from flows.services import secrets as secret_store
+from flows.services import webhooks as webhook_service
 
 EVENTS_PAGE = 1000
 
@@ -260,6 +264,173 @@ class RunCancel(ActionView):
 
 
 # --- Documentation ----------------------------------------------------------------------------
+
+
+# --- Secrets ----------------------------------------------------------------------------------
+
+
+class SecretList(generics.ListAPIView):
+    serializer_class = s.SecretSerializer
+    pagination_class = ByName
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Secret.objects.none()
+        return secret_store.secrets_of(self.request.user)
+
+    @extend_schema(summary="Own secrets by name (never their values)")
+    def get(self, request):
+        return self.list(request)
+
+    @extend_schema(summary="Store a secret", request=s.SecretCreateBody,
+                   responses={201: s.SecretSerializer, 400: ERRORS[400], 409: ERRORS[409]})
+    def post(self, request):
+        body = valid(s.SecretCreateBody, request)
+        secret = secret_store.create_secret(request.user, body["name"], body["value"],
+                                            body.get("description"))
+        return Response(s.SecretSerializer(secret).data, status=status.HTTP_201_CREATED,
+                        headers={"Location": f"/api/secrets/{secret.name}/"})
+
+
+class SecretDetail(APIView):
+    @extend_schema(summary="A secret (never its value)",
+                   responses={200: s.SecretSerializer, 404: ERRORS[404]})
+    def get(self, request, name):
+        return Response(s.SecretSerializer(secret_store.secret_of(request.user, name)).data)
+
+    @extend_schema(summary="Give a secret a new value", request=s.SecretUpdateBody,
+                   responses={200: s.SecretSerializer, 400: ERRORS[400], 404: ERRORS[404]})
+    def put(self, request, name):
+        secret = secret_store.secret_of(request.user, name)
+        body = valid(s.SecretUpdateBody, request)
+        secret = secret_store.update_secret(secret, body["value"], body.get("description"))
+        return Response(s.SecretSerializer(secret).data)
+
+    @extend_schema(summary="Delete a secret", responses={204: None, 404: ERRORS[404]})
+    def delete(self, request, name):
+        secret_store.delete_secret(secret_store.secret_of(request.user, name))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- Webhooks ---------------------------------------------------------------------------------
+
+
+class FlowWebhooks(generics.ListAPIView):
+    serializer_class = s.WebhookSerializer
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Webhook.objects.none()
+        return webhook_service.webhooks_of(services.flow_of(self.request.user,
+                                                            self.kwargs["slug"]))
+
+    @extend_schema(summary="A flow's webhooks (without their signing secrets)")
+    def get(self, request, slug):
+        return self.list(request)
+
+    @extend_schema(summary="Create a webhook; its signing secret is shown only here",
+                   request=s.WebhookCreateBody,
+                   responses={201: s.WebhookCreatedSerializer, 400: ERRORS[400],
+                              404: ERRORS[404]})
+    def post(self, request, slug):
+        flow = services.flow_of(request.user, slug)
+        body = valid(s.WebhookCreateBody, request)
+        hook, signing_secret = webhook_service.create_webhook(flow, body.get("version"))
+        context = {"request": request, "signing_secret": signing_secret}
+        return Response(s.WebhookCreatedSerializer(hook, context=context).data,
+                        status=status.HTTP_201_CREATED)
+
+
+class FlowWebhook(APIView):
+    @extend_schema(summary="Delete a webhook: its URL answers 404 from then on",
+                   responses={204: None, 404: ERRORS[404]})
+    def delete(self, request, slug, hook_id):
+        flow = services.flow_of(request.user, slug)
+        webhook_service.delete_webhook(webhook_service.webhook_of(flow, hook_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class WebhookDelivery(APIView):
+    """`POST /hooks/{id}/`: no credentials, a signature instead (docs/api.md, Webhooks)."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    throttle_classes = [WebhookRateThrottle]
+
+    @extend_schema(
+        summary="Deliver to a webhook: start its flow's run",
+        request={"application/json": {"type": "object", "additionalProperties": True}},
+        parameters=[
+            OpenApiParameter("Astron-Signature", str, OpenApiParameter.HEADER, required=True,
+                             description="t=<unix seconds>,v1=<hex HMAC-SHA256 of '<t>.' + "
+                                         "the raw body, keyed with the signing secret>"),
+            OpenApiParameter("Astron-Delivery", str, OpenApiParameter.HEADER,
+                             description="The delivery's id: a repeat starts nothing new")],
+        responses={202: s.DeliveryAcceptedSerializer, 400: ERRORS[400],
+                   401: OpenApiResponse(s.ErrorSerializer, description="bad_signature"),
+                   404: ERRORS[404], 409: ERRORS[409]})
+    def post(self, request, hook_id):
+        # The raw bytes, as signed: the body is parsed only once the signature holds.
+        run, _created = webhook_service.deliver(
+            hook_id, request.body, request.headers.get(webhook_service.SIGNATURE_HEADER),
+            request.headers.get(webhook_service.DELIVERY_HEADER))
+        return Response({"run": str(run.pk), "status": run.status},
+                        status=status.HTTP_202_ACCEPTED)
+
+
+# --- Schedules --------------------------------------------------------------------------------
+
+
+class FlowSchedules(generics.ListAPIView):
+    serializer_class = s.ScheduleSerializer
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Schedule.objects.none()
+        return schedule_service.schedules_of(services.flow_of(self.request.user,
+                                                              self.kwargs["slug"]))
+
+    @extend_schema(summary="A flow's schedules with their next times")
+    def get(self, request, slug):
+        return self.list(request)
+
+    @extend_schema(summary="Schedule a flow with cron", request=s.ScheduleBody,
+                   responses={201: s.ScheduleSerializer, 400: ERRORS[400], 404: ERRORS[404],
+                              409: ERRORS[409]})
+    def post(self, request, slug):
+        flow = services.flow_of(request.user, slug)
+        body = valid(s.ScheduleBody, request)
+        schedule = schedule_service.create_schedule(
+            flow, body["cron"], body.get("timezone"), body.get("inputs"), body.get("version"),
+            body.get("enabled", True))
+        return Response(s.ScheduleSerializer(schedule).data, status=status.HTTP_201_CREATED)
+
+
+class FlowSchedule(APIView):
+    @extend_schema(summary="A schedule",
+                   responses={200: s.ScheduleSerializer, 404: ERRORS[404]})
+    def get(self, request, slug, schedule_id):
+        flow = services.flow_of(request.user, slug)
+        return Response(s.ScheduleSerializer(
+            schedule_service.schedule_of(flow, schedule_id)).data)
+
+    @extend_schema(summary="Replace a schedule", request=s.ScheduleBody,
+                   responses={200: s.ScheduleSerializer, 400: ERRORS[400], 404: ERRORS[404],
+                              409: ERRORS[409]})
+    def put(self, request, slug, schedule_id):
+        flow = services.flow_of(request.user, slug)
+        schedule = schedule_service.schedule_of(flow, schedule_id)
+        body = valid(s.ScheduleBody, request)
+        schedule = schedule_service.update_schedule(
+            schedule, body["cron"], body.get("timezone"), body.get("inputs"),
+            body.get("version"), body.get("enabled", True))
+        return Response(s.ScheduleSerializer(schedule).data)
+
+    @extend_schema(summary="Delete a schedule", responses={204: None, 404: ERRORS[404]})
+    def delete(self, request, slug, schedule_id):
+        flow = services.flow_of(request.user, slug)
+        schedule_service.delete_schedule(schedule_service.schedule_of(flow, schedule_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class Documentation:

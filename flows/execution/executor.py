@@ -25,6 +25,7 @@ from django.utils import timezone
 from engine import Checkpoint, Plan, Run
 from engine.ports import Services
 from engine.questions import Answer, AnswerRefused
+from engine.redaction import Redactor
 from flows.errors import LeaseLost
 from flows.execution.admission import Admission
 from flows.execution.children import PlatformFlowRunner
@@ -39,8 +40,10 @@ from flows.models import Run as RunRow
 from flows.plans import plan_for
 from flows.services import capacity, lifecycle
 from flows.services.history import projected_nodes, stored_events
+from flows.services.schedules import fire_due
+from flows.services.secrets import values_for
 from tracing import metrics
-from tracing.logs import warn_now_and_then
+from tracing.logs import hidden_in_logs, warn_now_and_then
 from tracing.runs import ObservedSink, observed
 
 logger = logging.getLogger(__name__)
@@ -262,19 +265,20 @@ class Executor:
             self.settlements.settle(run_id)
             return False
         lease = lifecycle.Lease(row.pk, self.worker, row.lease_token)
-        plan, stored = await db(_plan_and_events, row, not new)
+        plan, stored, secrets = await db(_plan_events_and_secrets, row, not new)
         resume = Checkpoint.from_events(stored) if stored else None
         answers = [Answer(a["node"], a.get("answer"), a.get("option"), a.get("by"))
                    for a in row.pending_answers
                    if resume is not None and a["node"] in resume.questions]
         sink = self.sink_for(row, plan, lease, known_nodes=projected_nodes(stored))
+        services = self.services_for(row.owner_id, run_id, secrets)
         engine_run = Run(plan, row.inputs, run_id=run_id, sink=sink,
                          flow=row.flow.slug, version=row.version_label,
-                         services=self.services_for(row.owner_id, run_id), resume=resume,
-                         answers=answers, depth=row.depth)
+                         services=services, resume=resume, answers=answers, depth=row.depth)
         if row.cancel_requested:
             engine_run.cancel()
-        with self.live(lease, engine_run, row.answer_serial), sink.executing():
+        with hidden_in_logs(run_id, services.redactor), \
+                self.live(lease, engine_run, row.answer_serial), sink.executing():
             result = await engine_run.execute()  # the run's span is current meanwhile
         again = False
         if result.status == "waiting":
@@ -424,7 +428,10 @@ class Executor:
                         flow=row.flow.slug, version=row.version_label,
                         trace_parent=row.trace_parent)
 
-    def services_for(self, owner_id: Any, run_id: str) -> Services:
+    def services_for(self, owner_id: Any, run_id: str,
+                     secrets: dict[str, str] | None = None) -> Services:
+        """What a run reaches the world with; `secrets`: the owner's secrets its plan names,
+        which its redactor then replaces wherever the run records text."""
         world = shared_world()
         # Code nodes share the process's sandbox pool, each owner with a fair share of it.
         sandbox = world.sandbox.for_tenant(str(owner_id)) if world.sandbox is not None else None
@@ -432,7 +439,9 @@ class Executor:
                         code_limits=world.code_limits, http=world.http,
                         value_max_bytes=settings.RUN_VALUE_MAX_BYTES,
                         stored_max_bytes=settings.RUN_STORED_MAX_MB * 2**20,
-                        redactor=world.redactor,
+                        redactor=world.redactor + Redactor(named=secrets)
+                        if secrets else world.redactor,
+                        secrets=secrets or {},
                         flows=PlatformFlowRunner(self, owner_id, run_id))
 
     # -- maintenance ----------------------------------------------------------------------------
@@ -443,6 +452,13 @@ class Executor:
                 await self.recover()
             except Exception:
                 logger.exception("recovering runs failed")
+            if not self.draining:
+                try:
+                    # Every executor looks; each scheduled time is claimed by one of them
+                    # (flows/services/schedules.py), within this interval of the time.
+                    await db(fire_due)
+                except Exception:
+                    logger.exception("starting scheduled runs failed")
             await asyncio.sleep(MAINTENANCE_INTERVAL_S)
 
     async def recover(self, gone: list[str] | tuple[str, ...] = ()) -> int:
@@ -520,8 +536,11 @@ def released_with_finish(sink: ObservedSink) -> bool:
     return isinstance(sink.sink, DatabaseSink) and sink.sink.released
 
 
-def _plan_and_events(row: RunRow, has_events: bool) -> tuple[Plan, list[Any]]:
-    return plan_for(row.document_id), stored_events(row.pk) if has_events else []
+def _plan_events_and_secrets(row: RunRow, has_events: bool
+                             ) -> tuple[Plan, list[Any], dict[str, str]]:
+    plan = plan_for(row.document_id)
+    return (plan, stored_events(row.pk) if has_events else [],
+            values_for(row.owner_id, plan.secret_names) if plan.secret_names else {})
 
 
 executor = Executor()

@@ -151,3 +151,30 @@ class VersionForm(forms.Form):
             choices.insert(0, ("published", f"published (v{published})"))
         self.fields["version"].choices = choices
         self.fields["version"].initial = choices[0][0]
+
+
+class ScheduleForm(forms.Form):
+    """A new schedule on the flow page; `services.schedules` judges the values."""
+
+    cron = forms.CharField(max_length=200, help_text="minute hour day month weekday, e.g. "
+                           "0 9 * * MON-FRI")
+    timezone = forms.CharField(max_length=64, initial="UTC",
+                               help_text="An IANA name such as Europe/Paris")
+    inputs = forms.CharField(required=False, initial="{}", widget=forms.Textarea(
+        attrs={"rows": 3, "spellcheck": "false"}), help_text="The runs' inputs, as JSON")
+    version = forms.ChoiceField(choices=[("published", "the published version"),
+                                         ("draft", "the draft")])
+
+    def clean_inputs(self) -> Any:
+        text = self.cleaned_data["inputs"].strip() or "{}"
+        try:
+            return strict_json_loads(text)
+        except InvalidJSON as error:
+            raise forms.ValidationError(f"not valid JSON: {error}") from error
+
+    def add_service_error(self, error: Any) -> None:
+        """A refusal of the service, on the field it names."""
+        fields = {"/cron": "cron", "/timezone": "timezone", "/version": "version"}
+        path = (error.details[0].get("path") if error.details else None) or ""
+        field = "inputs" if error.code == "invalid_inputs" else fields.get(path)
+        self.add_error(field, error.message)

@@ -21,5 +21,13 @@ urlpatterns = [
     path("flows/", views.index, name="index"),
     path("flows/<str:slug>/", views.flow_page, name="flow"),
     path("flows/<str:slug>/run/", views.start_page, name="start"),
+    path("flows/<str:slug>/webhooks/", views.webhook_add, name="webhook-add"),
+    path("flows/<str:slug>/webhooks/<str:hook_id>/delete/", views.webhook_delete,
+         name="webhook-delete"),
+    path("flows/<str:slug>/schedules/", views.schedule_add, name="schedule-add"),
+    path("flows/<str:slug>/schedules/<str:schedule_id>/enable/", views.schedule_enable,
+         name="schedule-enable"),
+    path("flows/<str:slug>/schedules/<str:schedule_id>/delete/", views.schedule_delete,
+         name="schedule-delete"),
     path("runs/<uuid:run_id>/", views.run_page, name="run"),
 ]

@@ -9,20 +9,25 @@ scripts (flows/static/flows/js/) then follow the run live.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpResponseRedirect
+from django.http import Http404, HttpResponseBadRequest, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
-from django.views.decorators.http import require_http_methods, require_safe
+from django.utils.cache import add_never_cache_headers
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from flows import services
 from flows.api.serializers import RunDetailSerializer
 from flows.errors import ServiceError
 from flows.models import Flow, Run
-from flows.pages.forms import InputsForm, VersionForm, start_inputs, type_label
+from flows.pages.examples import curl_example, example_inputs
+from flows.pages.forms import InputsForm, ScheduleForm, VersionForm, start_inputs, type_label
+from flows.services import schedules as schedule_service
+from flows.services import webhooks as webhook_service
 
 LOGIN_URL = "pages:login"
 RUN_MODULES = tuple(f"flows/js/{name}.js" for name in ("run-page", "state", "graph", "render",
@@ -67,8 +72,13 @@ def index(request):
 @require_safe
 @signed_in
 def flow_page(request, slug: str):
-    """A flow: its graph (the draft, or `?version=N`), its versions and its recent runs."""
-    flow = found(services.flow_of, request.user, slug)
+    """A flow: its graph (the draft, or `?version=N`), its versions, recent runs and
+    triggers (webhooks and schedules)."""
+    return _flow_page(request, found(services.flow_of, request.user, slug))
+
+
+def _flow_page(request, flow: Flow, schedule_form: ScheduleForm | None = None,
+               status: int = 200):
     versions = list(flow.versions.select_related("document").order_by("-number"))
     shown = None
     wanted = request.GET.get("version")
@@ -83,7 +93,77 @@ def flow_page(request, slug: str):
         "flow": flow, "versions": versions, "shown": shown, "runs": runs, "document": document,
         "inputs": [(name, type_label(spec), spec)
                    for name, spec in start_inputs(document).items()],
-    })
+        "webhooks": [(hook, request.build_absolute_uri(f"/hooks/{hook.pk}/"))
+                     for hook in webhook_service.webhooks_of(flow)],
+        "hook_example": curl_example(request.build_absolute_uri("/hooks/<id>/"), flow.draft),
+        # Shown in each schedule's own timezone by the template.
+        "schedules": [(schedule, schedule_service.next_times(schedule) if schedule.enabled
+                       else []) for schedule in schedule_service.schedules_of(flow)],
+        "schedule_form": schedule_form or ScheduleForm(
+            initial={"inputs": json.dumps(example_inputs(flow.draft))}),
+    }, status=status)
+
+
+@require_POST
+@signed_in
+def schedule_add(request, slug: str):
+    flow = found(services.flow_of, request.user, slug)
+    form = ScheduleForm(request.POST)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            schedule_service.create_schedule(flow, data["cron"], data["timezone"],
+                                             data["inputs"], data["version"])
+        except ServiceError as error:
+            form.add_service_error(error)
+        else:
+            return HttpResponseRedirect(reverse("pages:flow", args=[flow.slug]) + "#schedules")
+    return _flow_page(request, flow, schedule_form=form, status=400)
+
+
+@require_POST
+@signed_in
+def schedule_enable(request, slug: str, schedule_id: str):
+    """Enable or disable (`enabled` = "1" or "0")."""
+    flow = found(services.flow_of, request.user, slug)
+    schedule = found(schedule_service.schedule_of, flow, schedule_id)
+    schedule_service.set_enabled(schedule, request.POST.get("enabled") == "1")
+    return HttpResponseRedirect(reverse("pages:flow", args=[flow.slug]) + "#schedules")
+
+
+@require_POST
+@signed_in
+def schedule_delete(request, slug: str, schedule_id: str):
+    flow = found(services.flow_of, request.user, slug)
+    schedule_service.delete_schedule(found(schedule_service.schedule_of, flow, schedule_id))
+    return HttpResponseRedirect(reverse("pages:flow", args=[flow.slug]) + "#schedules")
+
+
+@require_POST
+@signed_in
+def webhook_add(request, slug: str):
+    """Create a webhook and show its signing secret, on this response only."""
+    flow = found(services.flow_of, request.user, slug)
+    version = request.POST.get("version", "published")
+    try:
+        hook, signing_secret = webhook_service.create_webhook(
+            flow, int(version) if version.isdigit() else version)
+    except ServiceError as error:
+        return HttpResponseBadRequest(error.message)
+    url = request.build_absolute_uri(f"/hooks/{hook.pk}/")
+    response = render(request, "flows/webhook_created.html", {
+        "flow": flow, "hook": hook, "url": url, "signing_secret": signing_secret,
+        "example": curl_example(url, flow.draft, signing_secret)})
+    add_never_cache_headers(response)
+    return response
+
+
+@require_POST
+@signed_in
+def webhook_delete(request, slug: str, hook_id: str):
+    flow = found(services.flow_of, request.user, slug)
+    webhook_service.delete_webhook(found(webhook_service.webhook_of, flow, hook_id))
+    return HttpResponseRedirect(reverse("pages:flow", args=[flow.slug]) + "#webhooks")
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
@@ -101,7 +181,8 @@ def start_page(request, slug: str):
     inputs_form = InputsForm(request.POST if posted else None, specs=specs)
     if posted and version_form.is_valid() and inputs_form.is_valid():
         try:
-            run, _ = services.start_run(request.user, flow, inputs_form.inputs(), version=version)
+            run, _ = services.start_run(request.user, flow, inputs_form.inputs(), version=version,
+                                        trigger={"type": "page"})
         except ServiceError as error:
             if error.code == "invalid_inputs":
                 inputs_form.add_problems(error.details or [])

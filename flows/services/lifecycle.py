@@ -36,6 +36,7 @@ from flows.models import Flow, Run, Worker
 from flows.queries import one_or_none
 from flows.services import capacity
 from flows.services.history import parse_ts, store_events, stored_events
+from flows.services.secrets import check_present
 from flows.services.snapshots import Snapshot, resolve
 
 
@@ -141,7 +142,7 @@ def start_child(owner_id: Any, parent_run_id: Any, node: str, depth: int, slug: 
     """A subflow's child run of the owner's flow `slug`, already running under `worker`.
 
     Raises ServiceError `not_published` (no such flow or version: the subflow node's error,
-    docs/dsl.md §5.11) and InputsInvalid."""
+    docs/dsl.md §5.11), `missing_secret` and InputsInvalid."""
     flow = one_or_none(Flow.objects.filter(owner_id=owner_id, slug=slug, deleted_at__isnull=True))
     if flow is None:
         raise ServiceError(404, "not_published", f'there is no flow "{slug}"')
@@ -152,9 +153,10 @@ def start_child(owner_id: Any, parent_run_id: Any, node: str, depth: int, slug: 
         raise ServiceError(404, "not_published",
                            f'the flow "{slug}" has no published version{number}') from missing
     applied = snapshot.plan.apply_inputs(inputs)
+    check_present(owner_id, snapshot.plan.secret_names)
     row = create(flow, snapshot, applied, owner_id=owner_id, status=Run.Status.RUNNING,
                  parent_run_id=parent_run_id, parent_node=node, depth=depth,
-                 **leased_to(worker))
+                 trigger={"type": "subflow", "run": str(parent_run_id)}, **leased_to(worker))
     return row, snapshot.plan
 
 

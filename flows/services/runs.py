@@ -17,7 +17,7 @@ from flows.errors import ServiceError
 from flows.models import Flow, Run
 from flows.plans import plan_for
 from flows.queries import one_or_none
-from flows.services import capacity, dispatch, lifecycle, snapshots
+from flows.services import capacity, dispatch, lifecycle, secrets, snapshots
 from flows.services.history import parse_ts
 from tracing.context import current_trace_parent
 
@@ -30,7 +30,8 @@ def request_fingerprint(body: Any) -> str:
 
 
 def start_run(owner: Any, flow: Flow, inputs: Any, version: Any = None,
-              idempotency_key: str | None = None, fingerprint: str = "") -> tuple[Run, bool]:
+              idempotency_key: str | None = None, fingerprint: str = "",
+              trigger: dict[str, Any] | None = None) -> tuple[Run, bool]:
     """Create a queued run and hand it to the executor; (run, False) for a repeated request.
 
     Inputs are checked against the start node before any row is written. The snapshot is
@@ -51,6 +52,8 @@ def start_run(owner: Any, flow: Flow, inputs: Any, version: Any = None,
     except InputsInvalid as invalid:
         raise ServiceError(400, "invalid_inputs", "the inputs do not match the flow's start node",
                            [problem.to_dict() for problem in invalid.problems]) from invalid
+    # A flow that names no secret costs no query here.
+    secrets.check_present(owner.pk, snapshot.plan.secret_names)
 
     worker = dispatch.executing_worker()
 
@@ -64,7 +67,8 @@ def start_run(owner: Any, flow: Flow, inputs: Any, version: Any = None,
         lease = lifecycle.leased_to(worker) if leased else {}
         run = lifecycle.create(flow, snapshot, applied, owner=owner,
                                idempotency_key=idempotency_key, request_hash=fingerprint,
-                               trace_parent=current_trace_parent(), **lease)
+                               trace_parent=current_trace_parent(),
+                               trigger=trigger or {"type": "api"}, **lease)
         if leased:
             transaction.on_commit(lambda: dispatch.hand_over(run))
         elif worker is None:  # another process executes it: its claim checks the slot

@@ -12,7 +12,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 
 RUN_FIELDS = {"id", "flow", "version", "dsl_hash", "status", "inputs", "outputs", "answer",
               "error", "created_at", "started_at", "finished_at", "elapsed_ms", "recovered",
-              "parent_run", "waiting"}
+              "parent_run", "waiting", "trigger"}
 NODE_FIELDS = {"node", "type", "status", "attempts", "inputs", "outputs", "error", "started_at",
                "finished_at", "elapsed_ms"}
 
@@ -40,6 +40,7 @@ def test_a_run_started_with_wait_answers_when_it_ends(api, owner):
     assert run["flow"] == "hello"
     assert run["version"] == "draft"
     assert run["dsl_hash"] == hello.draft_hash
+    assert run["trigger"] == {"type": "api"}
     assert run["inputs"] == {"name": "Ada"}
     assert run["outputs"] == {"greeting": "Hello, Ada!"}
     assert run["error"] is None and run["answer"] is None

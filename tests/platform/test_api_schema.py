@@ -26,7 +26,14 @@ def test_the_openapi_document_lists_every_endpoint(anonymous):
             "/api/flows/{slug}/versions/{number}/", "/api/flows/{slug}/export/",
             "/api/flows/{slug}/runs/", "/api/runs/", "/api/runs/{run_id}/",
             "/api/runs/{run_id}/events/", "/api/runs/{run_id}/answer/",
-            "/api/runs/{run_id}/cancel/", "/api/dsl/schema/"} <= set(schema["paths"])
+            "/api/runs/{run_id}/cancel/", "/api/dsl/schema/", "/api/secrets/",
+            "/api/secrets/{name}/", "/api/flows/{slug}/webhooks/",
+            "/api/flows/{slug}/webhooks/{hook_id}/", "/hooks/{hook_id}/",
+            "/api/flows/{slug}/schedules/", "/api/flows/{slug}/schedules/{schedule_id}/",
+            } <= set(schema["paths"])
+    delivery = schema["paths"]["/hooks/{hook_id}/"]["post"]
+    assert {"Astron-Signature", "Astron-Delivery"} <= {p["name"] for p in delivery["parameters"]}
+    assert not delivery.get("security") or {} in delivery["security"]
     assert "tokenAuth" in schema["components"]["securitySchemes"]
 
 

@@ -220,6 +220,34 @@ def test_a_secret_key_that_is_short_or_not_random_stops_the_start(key):
     assert "SECRET_KEY must be at least 50 characters long" in result.stderr
 
 
+@pytest.mark.parametrize("value, message", [
+    ("short", "key 1 of 1 has 5 characters"),
+    ("k" * 40 + ",tiny", "key 2 of 2 has 4 characters"),
+])
+def test_a_secrets_key_shorter_than_32_characters_stops_the_start(value, message):
+    environment = {**os.environ, "SECRETS_KEY": value, "DJANGO_SETTINGS_MODULE": "astron.settings"}
+
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=BASE_DIR,
+                            env=environment, capture_output=True, text=True, timeout=60)
+
+    assert result.returncode != 0
+    assert f"SECRETS_KEY: {message}" in result.stderr
+
+
+def test_without_secrets_key_a_server_on_postgresql_does_not_start():
+    environment = {k: v for k, v in os.environ.items() if k != "SECRETS_KEY"}
+    environment.update(DATABASE_URL="postgres://postgres@127.0.0.1:5432/nowhere",
+                       SECRET_KEY="secret-key-material-0123456789-abcdefghijklmnopqrstuv",
+                       DEBUG="false",
+                       DJANGO_SETTINGS_MODULE="astron.settings")
+
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=BASE_DIR,
+                            env=environment, capture_output=True, text=True, timeout=60)
+
+    assert result.returncode != 0
+    assert "SECRETS_KEY is required when DATABASE_URL is set" in result.stderr
+
+
 def test_sqlite_runs_in_wal_mode_with_a_busy_timeout_and_immediate_transactions(tmp_path):
     """Readers go on while one writer writes; concurrent writers wait instead of failing."""
     database = database_from_url("DATABASE_URL", f"sqlite:///{tmp_path}/a.sqlite3",

@@ -311,7 +311,8 @@ def test_with_silk_on_its_pages_are_for_staff_only(tmp_path):
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("OTEL_", "PYTEST_")) and k not in ("REDIS_URL",)}
     env.update(SILK="true", SILK_INTERCEPT_PERCENT="100", DATABASE_URL=f"sqlite:///{tmp_path}/s.db",
-               SECRET_KEY="silk-test-" * 6, CODE_WORKERS="0", ALLOWED_HOSTS="testserver")
+               SECRET_KEY="silk-test-" * 6, SECRETS_KEY="silk-secrets-" * 3, CODE_WORKERS="0",
+               ALLOWED_HOSTS="testserver")
     code = """
 import os, django
 os.environ['DJANGO_SETTINGS_MODULE'] = 'astron.settings'
@@ -349,7 +350,8 @@ def test_with_silk_on_a_nul_in_a_path_or_body_answers_as_it_would_without_silk()
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("OTEL_", "PYTEST_")) and k not in ("REDIS_URL",)}
     env.update(SILK="true", SILK_INTERCEPT_PERCENT="100", DATABASE_URL=processes.test_database_url(),
-               SECRET_KEY="silk-test-" * 6, CODE_WORKERS="0", ALLOWED_HOSTS="testserver")
+               SECRET_KEY="silk-test-" * 6, SECRETS_KEY="silk-secrets-" * 3, CODE_WORKERS="0",
+               ALLOWED_HOSTS="testserver")
     code = """
 import os, django
 os.environ['DJANGO_SETTINGS_MODULE'] = 'astron.settings'

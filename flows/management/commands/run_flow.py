@@ -65,7 +65,8 @@ class Command(BaseCommand):
                                "it commits", returncode=BAD_INPUT)
         try:
             flow = services.flow_of(owner, slug)
-            run, _ = services.start_run(owner, flow, values, version=parse_version(version))
+            run, _ = services.start_run(owner, flow, values, version=parse_version(version),
+                                        trigger={"type": "command"})
         except ServiceError as error:
             raise refused(error) from error
         try:

@@ -1,4 +1,5 @@
-"""Flows, their immutable versions, runs with their node executions and events, API tokens.
+"""Flows, their immutable versions, runs with their node executions and events, API tokens;
+secrets, webhooks and schedules in flows/models/triggers.py.
 
 Indexes follow the real queries (docs/platform.md shows their EXPLAIN plans): runs of an
 owner newest first, filtered by flow, status or time; events of a run after a seq; node
@@ -141,6 +142,8 @@ class Run(models.Model):
     # The W3C traceparent of the request that started the run ("" when it was not traced):
     # the run's spans join that trace wherever and whenever the run executes (tracing/).
     trace_parent = models.CharField(max_length=55, blank=True, default="")
+    # What started it (docs/api.md, Runs): {"type": "api" | "webhook" | "schedule" | …, …}.
+    trigger = models.JSONField(default=dict, blank=True)
 
     class Meta:
         indexes = [
@@ -269,3 +272,9 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+
+from flows.models.triggers import Schedule, Secret, Webhook  # noqa: E402  (they name Flow, Run)
+
+__all__ = ["ApiToken", "Document", "Flow", "FlowVersion", "NodeRun", "Run", "RunEvent",
+           "Schedule", "Secret", "Webhook", "Worker"]
