@@ -208,6 +208,21 @@ def fresh_database(postgres: bool, folder: Path, name: str) -> str:
     return PG_URL
 
 
+def server_environment(postgres: bool, folder: Path, name: str, redis_url: str,
+                       **extra: str) -> dict[str, str]:
+    """The environment of a benchmark's server: this one's, on a fresh database (and Redis
+    with `postgres`), fresh keys, no sandbox pool, no rate that a benchmark would hit."""
+    environment = {key: value for key, value in os.environ.items()
+                   if key not in ("DATABASE_URL", "REDIS_URL")}
+    environment.update(SECRET_KEY=secrets.token_urlsafe(48),
+                       SECRETS_KEY=secrets.token_urlsafe(32), CODE_WORKERS="0",
+                       API_RATE="1000000/second", PYTHONUNBUFFERED="1",
+                       DATABASE_URL=fresh_database(postgres, folder, name), **extra)
+    if postgres:
+        environment["REDIS_URL"] = redis_url
+    return environment
+
+
 class Server:
     """daphne serving `app` (bench.events_app unless told otherwise) on a free port, with its
     own environment; or `processes` of them sharing the port (`manage.py serve`)."""

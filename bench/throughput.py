@@ -43,7 +43,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import secrets
 import subprocess
 import sys
@@ -58,7 +57,7 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 
 from bench.common import percentile, report  # noqa: E402
-from bench.events import SETUP, Server, fresh_database  # noqa: E402
+from bench.events import SETUP, Server, server_environment  # noqa: E402
 
 FINAL = ("succeeded", "failed", "cancelled")
 
@@ -294,14 +293,7 @@ def main() -> None:
     with contextlib.ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(
             prefix="astron-bench-throughput-")))
-        environment = {key: value for key, value in os.environ.items()
-                       if key not in ("DATABASE_URL", "REDIS_URL")}
-        environment.update(SECRET_KEY=secrets.token_urlsafe(48),
-                           SECRETS_KEY=secrets.token_urlsafe(32), CODE_WORKERS="0",
-                           API_RATE="1000000/second", PYTHONUNBUFFERED="1",
-                           DATABASE_URL=fresh_database(args.postgres, folder, "throughput"))
-        if args.postgres:
-            environment["REDIS_URL"] = args.redis_url
+        environment = server_environment(args.postgres, folder, "throughput", args.redis_url)
         if args.workers and not args.postgres:
             raise SystemExit("--workers needs --postgres (PostgreSQL and Redis)")
         if args.workers:

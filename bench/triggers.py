@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 
 from bench.common import percentile, report  # noqa: E402
-from bench.events import SETUP, Server, fresh_database  # noqa: E402
+from bench.events import SETUP, Server, server_environment  # noqa: E402
 from bench.throughput import all_final  # noqa: E402
 
 
@@ -178,15 +178,9 @@ def main() -> None:
     with contextlib.ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(
             prefix="astron-bench-triggers-")))
-        environment = {k: v for k, v in os.environ.items()
-                       if k not in ("DATABASE_URL", "REDIS_URL")}
-        environment.update(SECRET_KEY=secrets.token_urlsafe(48),
-                           SECRETS_KEY=secrets.token_urlsafe(32), CODE_WORKERS="0",
-                           API_RATE="1000000/second", WEBHOOK_RATE="1000000/second",
-                           HTTP_ALLOW_HOSTS="127.0.0.1", PYTHONUNBUFFERED="1",
-                           DATABASE_URL=fresh_database(args.postgres, folder, "triggers"))
-        if args.postgres:
-            environment["REDIS_URL"] = args.redis_url
+        environment = server_environment(args.postgres, folder, "triggers", args.redis_url,
+                                         WEBHOOK_RATE="1000000/second",
+                                         HTTP_ALLOW_HOSTS="127.0.0.1")
         setup = subprocess.run([sys.executable, "-c", SETUP, json.dumps(flows)], cwd=ROOT,
                                env=environment, capture_output=True, text=True, check=False)
         if setup.returncode:

@@ -133,3 +133,28 @@ def test_a_secret_is_found_escaped_in_json_and_encoded_in_urls():
 def test_services_hold_the_secrets_apart_from_everything_recorded():
     services = Services(secrets={"K": "v" * 8})
     assert services.secrets == {"K": "v" * 8}
+
+
+async def test_an_llm_nodes_api_key_from_a_secret_replaces_the_providers_key():
+    from engine.llm.echo import EchoProvider
+
+    from .llm_support import KEY, ChatServer, doc_for, stream_answer
+
+    async def handler(request, resp):
+        await stream_answer(resp, ["the key is ", request.headers["authorization"][7:]])
+
+    async with ChatServer(handler) as server:
+        provider = server.provider()
+        doc = doc_for(model="m", prompt="hi", api_key="{{secrets.MODEL_KEY}}")
+        secrets = {"MODEL_KEY": "sk-node-own-key-4242"}
+        services = Services(llm_providers={"echo": EchoProvider(), "local": provider},
+                            secrets=secrets, redactor=Redactor([KEY], named=secrets))
+        try:
+            result, events = await run(doc, {"text": "x"}, services=services)
+        finally:
+            await provider.aclose()
+    assert result.status == "succeeded", result.error
+    [request] = server.requests
+    assert request.headers["authorization"] == "Bearer sk-node-own-key-4242"
+    assert result.outputs["text"] == "the key is [secret:MODEL_KEY]"  # echoed, and hidden
+    assert "sk-node-own-key-4242" not in json.dumps(events)

@@ -1,7 +1,9 @@
 """Fixtures of the platform's tests: the personas of factories.py and their API clients."""
 
 import pytest
+from django.contrib.auth.models import User
 from django.core.cache import cache
+from django.test import Client
 
 from flows.execution.executor import executor
 
@@ -37,6 +39,21 @@ def outsider_api(outsider):
 @pytest.fixture
 def anonymous():
     return factories.api_client()
+
+
+@pytest.fixture
+def staff_client(db, client):
+    """A logged-in superuser; no password, so that no test pays for hashing one."""
+    client.force_login(User.objects.create_superuser("staff", password=None))
+    return client
+
+
+@pytest.fixture
+def browser(owner):
+    """The owner signed in to the pages (a session, as a browser has)."""
+    session = Client()
+    session.force_login(owner)
+    return session
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,6 @@ import json
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.http import HttpResponse
@@ -20,13 +19,6 @@ from flows.models import ApiToken, Document, Flow, FlowVersion, NodeRun, Run
 from flows.services.tokens import hash_key
 
 from .factories import sample
-
-
-@pytest.fixture
-def staff_client(db, client):
-    """A logged-in superuser; no password, so that no test pays for hashing one."""
-    client.force_login(User.objects.create_superuser("staff", password=None))
-    return client
 
 
 @pytest.fixture

@@ -87,11 +87,6 @@ def client_of(user) -> Client:
 
 
 @pytest.fixture
-def browser(owner):
-    return client_of(owner)
-
-
-@pytest.fixture
 def typed(owner):
     return services.create_flow(owner, TYPED, slug="typed")
 

@@ -98,16 +98,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def owner():
-    return user("ada")
-
-
-@pytest.fixture
-def api(owner):
-    return api_client(owner)
-
-
-@pytest.fixture
 def hello(owner):
     return flow(owner, "hello", slug="hello", publish=True)
 
@@ -304,13 +294,6 @@ def test_the_executors_sweep_starts_a_due_schedule_within_ten_seconds(owner):
 # --- the flow page --------------------------------------------------------------------------
 
 
-@pytest.fixture
-def browser(owner):
-    from django.test import Client
-
-    client = Client()
-    client.force_login(owner)
-    return client
 
 
 def test_the_page_adds_shows_disables_and_deletes_a_schedule(browser, hello):
@@ -353,14 +336,6 @@ def test_the_page_explains_a_refused_schedule_and_writes_nothing(browser, hello,
 # --- the admin ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def staff_client():
-    from django.contrib.auth.models import User
-    from django.test import Client
-
-    client = Client()
-    client.force_login(User.objects.create_superuser("root", password=None))
-    return client
 
 
 def test_the_admin_adds_a_schedule_and_shows_its_next_times_in_its_timezone(staff_client,

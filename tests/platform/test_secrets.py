@@ -33,16 +33,6 @@ KEY = "sk-live-Very$ecret/Value+42"  # with characters that JSON and URLs escape
 
 
 @pytest.fixture
-def owner():
-    return user("ada")
-
-
-@pytest.fixture
-def api(owner):
-    return api_client(owner)
-
-
-@pytest.fixture
 def echo_server(settings):
     """A local server that answers with what it received; the http node may reach it."""
 
@@ -312,12 +302,6 @@ def test_a_tampered_ciphertext_is_detected_not_decrypted(owner):
 # --- the admin ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def staff_client(client):
-    from django.contrib.auth.models import User
-
-    client.force_login(User.objects.create_superuser("root", password=None))
-    return client
 
 
 def test_the_admin_sets_a_value_and_never_shows_it(staff_client, owner):
@@ -388,6 +372,7 @@ async def test_the_socket_streams_and_replays_the_run_without_the_secret(owner, 
         while True:
             output = await ws.receive_output(30)
             if output["type"] == "websocket.close":
+                await ws.disconnect()  # the consumer's task ends here, not at the loop's close
                 return texts
             texts.append(output["text"])
 

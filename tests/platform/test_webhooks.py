@@ -18,16 +18,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def owner():
-    return user("ada")
-
-
-@pytest.fixture
-def api(owner):
-    return api_client(owner)
-
-
-@pytest.fixture
 def hello(owner):
     return flow(owner, "hello", slug="hello", publish=True)
 
@@ -203,11 +193,6 @@ def test_a_webhook_of_an_unpublished_flow_refuses_with_not_published(api, owner)
 # --- the flow page ------------------------------------------------------------------------
 
 
-@pytest.fixture
-def browser(owner):
-    client = Client()
-    client.force_login(owner)
-    return client
 
 
 def test_the_page_creates_a_hook_shows_its_secret_once_and_deletes_it(browser, hello):
@@ -256,13 +241,6 @@ def test_the_curl_example_signs_as_the_server_checks(hello):
 # --- the admin ----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def staff_client():
-    from django.contrib.auth.models import User
-
-    client = Client()
-    client.force_login(User.objects.create_superuser("root", password=None))
-    return client
 
 
 def test_the_admin_creates_lists_and_deletes_hooks_showing_the_secret_once(staff_client,
