@@ -123,7 +123,7 @@ from datetime import timedelta
 from django.contrib.auth.models import User
 from django.utils import timezone
 from engine.redaction import Redactor
-from flows.models import Flow, Schedule
+from flows.models import Flow, Run, Schedule
 from flows.services import schedules
 
 rows = []
@@ -133,13 +133,12 @@ made = [schedules.create_schedule(flow, "* * * * *", "Europe/Paris", {"name": "A
 Schedule.objects.filter(pk__in=[s.pk for s in made]).update(
     next_fire_at=timezone.now() - timedelta(seconds=1))
 began = time.perf_counter()
-started = 0
-while True:
-    fired = schedules.fire_due()
-    if not fired:
-        break
-    started += fired
+while schedules.fire_due():
+    pass
 took = time.perf_counter() - began
+# This process's executor (started by the first run) sweeps too and takes some times: the
+# runs are counted, not what this loop claimed.
+started = Run.objects.filter(trigger__type="schedule").count()
 rows.append({"row": "schedule sweep, 200 due", "count": started,
              "ms_each": round(took * 1000 / max(started, 1), 2)})
 
