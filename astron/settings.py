@@ -163,6 +163,7 @@ MIDDLEWARE = [
     "flows.api.middleware.CommonMiddleware",  # Django's, without slash redirects under /api/
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "flows.audit.AuditedRequests",  # what a request changes is recorded as its user's doing
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "flows.pages.security.ContentSecurityPolicyMiddleware",  # the pages' scripts: ours only

@@ -1,4 +1,5 @@
-"""Live events benchmark: from a run's engine to websocket clients, through a real server.
+"""Live events benchmark: from a run's engine to websocket and server-sent event clients,
+through a real server.
 
     python bench/events.py              # full run (in-memory layer, then channels_redis)
     python bench/events.py --quick      # smaller streams (CI smoke)
@@ -7,7 +8,9 @@
 For each channel layer it starts `daphne -b 127.0.0.1 -p PORT bench.events_app:application`
 (astron.asgi's application, plus one line per published batch with the time it was
 published) on a fresh database, starts runs over the HTTP API and watches them with N
-`websockets` clients in this process, authenticating with the token frame.
+`websockets` clients in this process, authenticating with the token frame — and, with
+`--transports` including `sse` (the default: both), the same cases again with N httpx
+clients reading `GET /api/runs/<id>/stream/` (server-sent events), rows side by side.
 
 Flows (each starts with a `wait` long enough for every client to connect and replay, so what
 is measured is the live tail):
@@ -327,12 +330,34 @@ async def watch(url: str, key: str, started: Started | None = None,
             "error": error}
 
 
+async def watch_sse(url: str, key: str, started: Started | None = None,
+                    timeout: float = 300) -> dict[str, Any]:
+    """The same, as server-sent events (`GET /api/runs/<id>/stream/`): each `data:` line is
+    a frame; a stream the server ends (after run.finished) counts as closed with 1000."""
+    frames: list[tuple[float, str]] = []
+    connected, code, error = None, None, None
+    try:
+        async with asyncio.timeout(timeout), httpx.AsyncClient(timeout=60) as http, \
+                http.stream("GET", url, headers={"Authorization": f"Token {key}"}) as response:
+            connected = time.time()
+            async for line in response.aiter_lines():
+                if line.startswith("data: "):
+                    frames.append((time.time(), line[6:]))
+                    if started is not None and len(frames) == 1:
+                        started.first_frame()
+            code = 1000 if response.status_code == 200 else response.status_code
+    except (OSError, TimeoutError, httpx.HTTPError) as failure:
+        error = repr(failure)[:200]
+    return {"frames": frames, "connected": connected or time.time(), "code": code,
+            "error": error}
+
+
 def parse_ts(ts: str) -> float:
     return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
 
 
 async def scenario(server: Server, key: str, slug: str, inputs: dict[str, Any], watchers: int,
-                   late: bool = False) -> dict[str, Any]:
+                   late: bool = False, transport: str = "ws") -> dict[str, Any]:
     headers = {"Authorization": f"Token {key}"}
     async with httpx.AsyncClient(base_url=server.http, headers=headers, timeout=60) as http:
         response = await http.post(f"/api/flows/{slug}/runs/", json={"inputs": inputs})
@@ -344,12 +369,15 @@ async def scenario(server: Server, key: str, slug: str, inputs: dict[str, Any], 
                 if run["status"] in ("succeeded", "failed", "cancelled"):
                     break
                 await asyncio.sleep(0.1)
-    url = f"ws://127.0.0.1:{server.port}/ws/runs/{run_id}/"
+    if transport == "sse":
+        url, follow = f"{server.http}/api/runs/{run_id}/stream/", watch_sse
+    else:
+        url, follow = f"ws://127.0.0.1:{server.port}/ws/runs/{run_id}/", watch
     # Connect in waves, as a crowd of browsers would, not all in the same millisecond.
     started = Started(watchers, server.process.pid)
     tasks = []
     for number in range(watchers):
-        tasks.append(asyncio.ensure_future(watch(url, key, started)))
+        tasks.append(asyncio.ensure_future(follow(url, key, started)))
         if number % 10 == 9:
             await asyncio.sleep(0.05)
     results = await asyncio.gather(*tasks)
@@ -477,6 +505,8 @@ def main() -> None:
     parser.add_argument("--only", metavar="TEXT", help="only the cases whose flow contains "
                         "TEXT, e.g. 'tokens'")
     parser.add_argument("--watchers", type=int, help="only the cases with this many watchers")
+    parser.add_argument("--transports", default="ws,sse",
+                        help="ws (websocket), sse (server-sent events), or both")
     parser.add_argument("--keep", metavar="FOLDER",
                         help="keep databases and daphne's logs in FOLDER (default: a temporary "
                              "folder, removed)")
@@ -517,14 +547,18 @@ def main() -> None:
                     if (args.only and args.only not in case["flow"]) or (
                             args.watchers and args.watchers != case["watchers"]):
                         continue
-                    print(f"{layer}: {case['flow']}, {case['watchers']} watcher(s)",
-                          file=sys.stderr)
-                    result = asyncio.run(scenario(server, key, case["slug"], case["inputs"],
-                                                  case["watchers"], case.get("late", False)))
-                    rows.append({"layer": layer, "database": "postgres" if args.postgres
-                                 else "sqlite", "flow": case["flow"],
-                                 "watchers": case["watchers"], **result})
-    report("events", rows, ["layer", "database", "flow", "watchers", "events", "events_per_s",
+                    for transport in args.transports.split(","):
+                        print(f"{layer}: {case['flow']}, {case['watchers']} watcher(s), "
+                              f"{transport}", file=sys.stderr)
+                        result = asyncio.run(scenario(
+                            server, key, case["slug"], case["inputs"], case["watchers"],
+                            case.get("late", False), transport))
+                        rows.append({"layer": layer, "transport": transport,
+                                     "database": "postgres" if args.postgres else "sqlite",
+                                     "flow": case["flow"], "watchers": case["watchers"],
+                                     **result})
+    report("events", rows, ["layer", "transport", "database", "flow", "watchers", "events",
+                            "events_per_s",
                             "frames_per_s", "batches", "emit_p50_ms", "emit_p99_ms",
                             "publish_p50_ms", "publish_p99_ms", "server_us_per_frame",
                             "client_us_per_frame", "complete"])

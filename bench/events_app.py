@@ -35,12 +35,12 @@ async def _stamped_publish(run_id, events):
 publisher.publish = _stamped_publish
 
 
-# Per delivery to one socket: when its consumer got the batch and when it had handed the
+# Per delivery to one watcher: when its follower got the batch and when it had handed the
 # last frame to daphne (`<run id> <first seq> <start> <end>`), to tell the channel layer's
-# delivery from the consumer's sending from the client's receiving.
-from flows.consumers import RunConsumer  # noqa: E402
+# delivery from the follower's sending from the client's receiving.
+from flows.follow import RunFollower  # noqa: E402
 
-_run_events = RunConsumer.run_events
+_run_events = RunFollower.run_events
 _deliveries = open(os.environ["BENCH_PUBLISH_LOG"] + ".deliveries", "a")  # noqa: SIM115
 
 
@@ -54,7 +54,7 @@ async def _timed_run_events(self, message):
             _deliveries.flush()
 
 
-RunConsumer.run_events = _timed_run_events
+RunFollower.run_events = _timed_run_events
 atexit.register(_log.flush)
 atexit.register(_deliveries.flush)
 

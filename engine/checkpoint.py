@@ -83,6 +83,9 @@ class Checkpoint:
                     checkpoint.questions.pop(data["node"], None)
                 if data["status"] == "cancelled":
                     continue  # it runs again on resume
+                if data["status"] == "skipped":  # taken over skipped by a retry (reused)
+                    progress.skipped.add(data["node"])
+                    continue
                 progress.finished[data["node"]] = NodeResult(
                     node=data["node"], type=execution.type if execution else "",
                     status=data["status"], attempts=data["attempts"],
@@ -113,6 +116,15 @@ class Checkpoint:
         if snapshot_ts and last_ts:
             checkpoint.elapsed_ms = snapshot_ms + _ms_between(snapshot_ts, last_ts)
         return checkpoint
+
+    def reusable(self) -> Checkpoint:
+        """What a retry of this (failed or cancelled) run takes over: every top-level node
+        result that ended succeeded, recovered or skipped. Everything else — the failed node,
+        what was cancelled or never ran, unfinished iterations — executes again."""
+        return Checkpoint(
+            finished={node: result for node, result in self.finished.items()
+                      if result.status in ("succeeded", "recovered")},
+            skipped=set(self.skipped))
 
     def closing_events(self, run_id: str, status: str, message: str, ts: str,
                        code: str = "cancelled") -> list[Event]:

@@ -96,6 +96,7 @@ class NodeFinished(TypedDict):
     elapsed_ms: float
     attempts: int
     logs: NotRequired[str]  # what a code node printed
+    reused: NotRequired[bool]  # taken over by a retry from the run it retries
 
 
 class NodeSkipped(TypedDict):

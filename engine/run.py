@@ -25,6 +25,10 @@ class Run:
 
     A run that waits for an answer returns with status `waiting`; it continues as a new `Run`
     given `resume=Checkpoint.from_events(stored events)` and the `answers`.
+
+    A retry is a new run given `reuse=Checkpoint.from_events(the original's events)
+    .reusable()`: it takes those node results over — each recorded once, as a `node.finished`
+    with `reused: true`, zero attempts and zero time — and executes the rest.
     """
 
     def __init__(self, plan: Plan, inputs: dict[str, Any], *, run_id: str | None = None,
@@ -32,7 +36,8 @@ class Run:
                  registry: Registry | None = None, services: Services | None = None,
                  rng: Any = None, resume: Checkpoint | None = None,
                  answers: list[Answer] | None = None, depth: int = 0,
-                 lineage: tuple[str, ...] | None = None, parent_steps: StepBudget | None = None):
+                 lineage: tuple[str, ...] | None = None, parent_steps: StepBudget | None = None,
+                 reuse: Checkpoint | None = None):
         if registry is None:
             from engine.nodes import shared_default_registry
 
@@ -48,6 +53,7 @@ class Run:
         # The random module's shared generator: seeding a new one per run costs ~15 µs.
         self.rng: Any = rng or random
         self.resume = resume
+        self.reuse = reuse if resume is None else None  # a resumed retry has its own events
         self.answers = {answer.node: answer for answer in answers or []}
         self.depth = depth
         self.parent_steps = parent_steps  # a child run's steps count against its parent's
@@ -96,12 +102,14 @@ class Run:
         started_at = resume.started_at or context.clock.now()
         sys = {"run_id": self.run_id, "flow": self.flow, "flow_version": self.version,
                "started_at": started_at}
+        taken = self.reuse or resume
         self._graph = graph = GraphExecution(
             context, self.plan.graph,
             Scope({}, sys, max_bytes=self.services.value_max_bytes, secrets=self.services.secrets),
             start_inputs=applied,
-            finished=resume.finished, skipped=resume.skipped, questions=resume.questions,
-            answers=self.answers, unfinished=resume.unfinished, bodies=resume.bodies)
+            finished=taken.finished, skipped=taken.skipped, questions=resume.questions,
+            answers=self.answers, unfinished=resume.unfinished, bodies=resume.bodies,
+            reused=set(taken.finished) | taken.skipped if self.reuse is not None else None)
         if self.resume is None:
             context.emit(ev.RUN_STARTED, {"inputs": applied, "flow": self.flow,
                                          "version": self.version})

@@ -51,7 +51,8 @@ class GraphExecution(QuestionsMixin):
                  questions: dict[str, OpenQuestion] | None = None,
                  answers: dict[str, Answer] | None = None,
                  unfinished: dict[str, NodeResult] | None = None,
-                 bodies: dict[tuple[str, int], BodyProgress] | None = None):
+                 bodies: dict[tuple[str, int], BodyProgress] | None = None,
+                 reused: set[str] | None = None):
         self.context = context
         self.graph = graph
         self.scope = scope
@@ -64,6 +65,8 @@ class GraphExecution(QuestionsMixin):
         self.logs: dict[int, str] = {}
         self.replayed = finished or {}
         self.already_skipped = skipped or set()
+        # Results a retry takes over (Run's `reuse`): recorded once as they are replayed.
+        self.reused = reused or set()
         self.remaining = [len(node.incoming) for node in graph.nodes]
         self.live = [False] * len(graph.nodes)
         self.results: dict[str, NodeResult] = {}
@@ -350,6 +353,12 @@ class GraphExecution(QuestionsMixin):
     def _replay(self, index: int, result: NodeResult) -> None:
         """Take a node's result from a checkpoint instead of running it again."""
         node = self.graph.nodes[index]
+        if node.id in self.reused:
+            result = NodeResult(node.id, node.type, result.status, 0, result.inputs,
+                                result.outputs, result.error, 0.0)
+            self.emit(ev.NODE_FINISHED, {"node": node.id, "status": result.status,
+                                        "outputs": result.outputs, "error": result.error,
+                                        "elapsed_ms": 0.0, "attempts": 0, "reused": True})
         self.results[node.id] = result
         self.scope.outputs[node.id] = result.outputs
         self.context.stored_bytes += measure(result.outputs, self.context.stored_max_bytes)[0]
@@ -393,7 +402,11 @@ class GraphExecution(QuestionsMixin):
             node = self.graph.nodes[index]
             self.scope.outputs[node.id] = None
             self.results[node.id] = NodeResult(node.id, node.type, "skipped")
-            if node.id not in self.already_skipped:
+            if node.id in self.reused:
+                self.emit(ev.NODE_FINISHED, {"node": node.id, "status": "skipped",
+                                            "outputs": None, "error": None, "elapsed_ms": 0.0,
+                                            "attempts": 0, "reused": True})
+            elif node.id not in self.already_skipped:
                 self.emit(ev.NODE_SKIPPED, {"node": node.id})
             for number in node.outgoing:
                 target = self.graph.edges[number].target

@@ -19,6 +19,7 @@ from django.views.decorators.http import require_POST
 from flows import services
 from flows.admin.display import EMPTY, ReadOnly, live_run_url, pretty_json
 from flows.admin.paging import NoCountChangeList, NoCountPaginator, requested_page
+from flows.api.filters import TRIGGERS
 from flows.errors import ServiceError
 from flows.models import Flow, NodeRun, Run
 
@@ -83,11 +84,26 @@ class CreatedWithinFilter(admin.SimpleListFilter):
         return queryset.filter(created_at__gte=timezone.now() - window[1])
 
 
+class TriggerFilter(admin.SimpleListFilter):
+    """What started the runs (`trigger -> 'type'`, indexed with the owner and created_at)."""
+
+    title = "started by"
+    parameter_name = "trigger"
+
+    def lookups(self, request: Any, model_admin: Any) -> list[tuple[str, str]]:
+        return [(kind, kind) for kind in TRIGGERS]
+
+    def queryset(self, request: Any, queryset: Any) -> Any:
+        if self.value() not in TRIGGERS:
+            return queryset
+        return queryset.filter(trigger__type=self.value())
+
+
 class NodeRunInline(ReadOnly, admin.TabularInline):
     model = NodeRun
     ordering = ("position",)
-    fields = ("node", "type", "status", "attempts", "started_at", "finished_at", "elapsed_ms",
-              "inputs_json", "outputs_json", "error_json", "logs")
+    fields = ("node", "type", "status", "reused", "attempts", "started_at", "finished_at",
+              "elapsed_ms", "inputs_json", "outputs_json", "error_json", "logs")
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -114,7 +130,7 @@ class RunAdmin(ReadOnly, admin.ModelAdmin):
     # Only what the list shows: inputs, outputs, errors and flow documents stay in the table.
     list_only = ("id", "status", "created_at", "elapsed_ms", "version_number",
                  "lease_owner", "lease_expires_at", "flow__slug", "owner__username")
-    list_filter = ("status", RecentFlowFilter, CreatedWithinFilter)
+    list_filter = ("status", TriggerFilter, RecentFlowFilter, CreatedWithinFilter)
     ordering = ("-created_at",)
     sortable_by = ("created_at",)  # the one indexed order; any other would sort the table
     show_full_result_count = False
@@ -126,7 +142,8 @@ class RunAdmin(ReadOnly, admin.ModelAdmin):
     actions = ["cancel_runs"]
     inlines = [NodeRunInline]
     fieldsets = [
-        (None, {"fields": ["id", "flow_link", "owner", "version_label", "dsl_hash", "status",
+        (None, {"fields": ["id", "flow_link", "owner", "version_label", "dsl_hash", "trigger",
+                           "retry_of_link", "status",
                            "executing", "live_page", "cancel_requested", "created_at",
                            "started_at", "finished_at", "elapsed_ms", "recovered",
                            "resumed_after_crash"]}),
@@ -203,6 +220,13 @@ class RunAdmin(ReadOnly, admin.ModelAdmin):
         return format_html('<a href="{}">{}</a>', url, url) if url else EMPTY
 
     @admin.display(description="parent run")
+    @admin.display(description="retries")
+    def retry_of_link(self, run: Run) -> str:
+        if run.retry_of_id is None:
+            return EMPTY
+        url = reverse("admin:flows_run_change", args=[run.retry_of_id])
+        return format_html('<a href="{}">{}</a>', url, run.retry_of_id)
+
     def parent_link(self, run: Run) -> str:
         if run.parent_run_id is None:
             return EMPTY

@@ -9,10 +9,13 @@ from django.db.models import Q
 from django_filters.rest_framework import DjangoFilterBackend
 
 from flows import lookup
+from flows.audit import ACTIONS as AUDIT_ACTIONS
 from flows.errors import ServiceError
-from flows.models import Flow, Run
+from flows.models import AuditEntry, Flow, Run
 from flows.services.documents import SLUG_PATTERN
 
+TRIGGERS = ("api", "page", "admin", "command", "webhook", "schedule", "rerun", "retry",
+            "subflow")
 # As long as the longest name (Flow.name), longer than any slug. SQLite refuses a LIKE
 # pattern of 50,000 bytes ("too complex"): a longer search is refused on every backend alike.
 SEARCH_MAX = 200
@@ -35,10 +38,16 @@ class RunFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=Run.Status.choices)
     created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gt")
     created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    trigger = django_filters.ChoiceFilter(choices=[(kind, kind) for kind in TRIGGERS],
+                                          method="started_by", label="What started the runs")
 
     class Meta:
         model = Run
-        fields = ["flow", "status", "created_after", "created_before"]
+        fields = ["flow", "status", "created_after", "created_before", "trigger"]
+
+    def started_by(self, queryset, name, value):
+        # `trigger -> 'type'`: the expression of the (owner, trigger type, created_at) index.
+        return queryset.filter(trigger__type=value)
 
     def of_flow(self, queryset, name, value):
         # Resolved first (one indexed lookup, deleted flows included: their runs stay
@@ -81,3 +90,19 @@ class FilterBackend(DjangoFilterBackend):
         if details:
             raise ServiceError(400, "invalid_request", "a query parameter is not valid", details)
         return filterset.qs
+
+
+class AuditFilter(django_filters.FilterSet):
+    action = django_filters.ChoiceFilter(choices=[(a, a) for a in AUDIT_ACTIONS])
+    flow = django_filters.CharFilter(method="of_flow", label="The flow's slug")
+    run = django_filters.UUIDFilter(field_name="run_id", label="A run's id")
+
+    class Meta:
+        model = AuditEntry
+        fields = ["action", "flow", "run"]
+
+    def of_flow(self, queryset, name, value):
+        # The owner's flow by slug, deleted ones included; any other slug finds nothing.
+        flow_id = (Flow.objects.filter(owner=self.request.user, slug=value)
+                   .values_list("pk", flat=True).first()) if SLUG_PATTERN.match(value) else None
+        return queryset.filter(flow_id=flow_id) if flow_id else queryset.none()

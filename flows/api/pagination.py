@@ -67,3 +67,9 @@ class ByName(NewestFirst):
     """Secrets, in the order of their names (unique per owner)."""
 
     ordering = ("name",)
+
+
+class NewestEntriesFirst(NewestFirst):
+    """The audit log: by time, ties (one transaction's entries) by id."""
+
+    ordering = ("-at", "-id")

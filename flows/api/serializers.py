@@ -13,7 +13,16 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail, ValidationError
 
-from flows.models import Flow, FlowVersion, NodeRun, Run, Schedule, Secret, Webhook
+from flows.models import (
+    AuditEntry,
+    Flow,
+    FlowVersion,
+    NodeRun,
+    Run,
+    Schedule,
+    Secret,
+    Webhook,
+)
 from flows.services.schedules import next_times
 from flows.services.snapshots import open_questions
 
@@ -212,7 +221,7 @@ class NodeRunSerializer(serializers.ModelSerializer):
     class Meta:
         model = NodeRun
         fields = ["node", "type", "status", "attempts", "inputs", "outputs", "error",
-                  "started_at", "finished_at", "elapsed_ms"]
+                  "started_at", "finished_at", "elapsed_ms", "reused"]
 
     def to_representation(self, node: NodeRun) -> dict[str, Any]:
         return node_row(node, timezone.get_current_timezone())
@@ -232,6 +241,8 @@ class RunSerializer(serializers.ModelSerializer):
     version = VersionLabel(source="version_label")
     dsl_hash = serializers.CharField(source="document_id", read_only=True)
     parent_run = serializers.UUIDField(source="parent_run_id", read_only=True, allow_null=True)
+    retry_of = serializers.UUIDField(source="retry_of_id", read_only=True, allow_null=True,
+                                     help_text="The run this one retries, or null")
     trigger = serializers.JSONField(read_only=True, help_text=(
         'What started the run: {"type": "api" | "page" | "admin" | "command" | "webhook" | '
         '"schedule" | "rerun" | "retry" | "subflow", …}'))
@@ -239,15 +250,15 @@ class RunSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Run
-        fields = ["id", "flow", "version", "dsl_hash", "trigger", "status", "inputs", "outputs",
-                  "answer", "error", "created_at", "started_at", "finished_at", "elapsed_ms",
-                  "recovered", "parent_run", "waiting"]
+        fields = ["id", "flow", "version", "dsl_hash", "trigger", "retry_of", "status",
+                  "inputs", "outputs", "answer", "error", "created_at", "started_at",
+                  "finished_at", "elapsed_ms", "recovered", "parent_run", "waiting"]
         read_only_fields = fields
 
     # The columns `run_row` reads (`flow_slug` is the flow's slug), for `.values()` lists.
     COLUMNS = ("id", "version_number", "document_id", "status", "inputs", "outputs", "answer",
                "error", "created_at", "started_at", "finished_at", "elapsed_ms", "recovered",
-               "parent_run_id", "waiting", "pending_answers", "trigger")
+               "parent_run_id", "waiting", "pending_answers", "trigger", "retry_of_id")
 
     @classmethod
     def rows(cls, runs: QuerySet[Run]) -> QuerySet:
@@ -296,8 +307,10 @@ def run_row(run: Mapping[str, Any], zone: tzinfo) -> dict[str, Any]:
         "flow": run["flow_slug"],
         "version": version if version is not None else "draft",
         "dsl_hash": run["document_id"],
+        # Rows written before triggers, or by hand: what started them is what usually does.
         "trigger": run["trigger"] or ({"type": "subflow", "run": str(parent)} if parent
                                       else {"type": "api"}),
+        "retry_of": str(run["retry_of_id"]) if run["retry_of_id"] is not None else None,
         "status": run["status"],
         "inputs": run["inputs"],
         "outputs": run["outputs"],
@@ -321,6 +334,7 @@ def node_row(node: NodeRun, zone: tzinfo) -> dict[str, Any]:
         "error": node.error, "started_at": iso_time(node.started_at, zone),
         "finished_at": iso_time(node.finished_at, zone),
         "elapsed_ms": elapsed if elapsed is None else float(elapsed),
+        "reused": node.reused,
     }
 
 
@@ -449,3 +463,21 @@ class ScheduleBody(Body):
     inputs = serializers.JSONField(required=False, allow_null=True)
     version = VersionChoice(required=False, allow_null=True)
     enabled = serializers.JSONField(required=False, help_text="true (default) or false")
+
+
+class AuditEntrySerializer(serializers.ModelSerializer):
+    actor = serializers.SerializerMethodField(help_text="The username, or null for the system")
+    object = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AuditEntry
+        fields = ["id", "at", "actor", "via", "action", "object", "details"]
+        read_only_fields = fields
+
+    def get_actor(self, entry: AuditEntry) -> str | None:
+        return entry.actor_name or None
+
+    @extend_schema_field({"type": "object", "properties": {"type": {"type": "string"},
+                                                           "id": {"type": "string"}}})
+    def get_object(self, entry: AuditEntry) -> dict[str, str]:
+        return {"type": entry.object_type, "id": entry.object_id}

@@ -4,6 +4,7 @@ from django.urls import path, re_path
 from django.views.decorators.csrf import csrf_exempt
 
 from flows.api import exceptions, views
+from flows.api.stream import run_stream
 
 urlpatterns = [
     path("flows/", views.FlowList.as_view(), name="api-flows"),
@@ -25,8 +26,12 @@ urlpatterns = [
     path("runs/", views.RunList.as_view(), name="api-runs"),
     path("runs/<str:run_id>/", views.RunDetail.as_view(), name="api-run"),
     path("runs/<str:run_id>/events/", views.RunEvents.as_view(), name="api-run-events"),
+    path("runs/<str:run_id>/stream/", run_stream, name="api-run-stream"),
     path("runs/<str:run_id>/answer/", views.RunAnswer.as_view(), name="api-run-answer"),
     path("runs/<str:run_id>/cancel/", views.RunCancel.as_view(), name="api-run-cancel"),
+    path("runs/<str:run_id>/rerun/", views.RunRerun.as_view(), name="api-run-rerun"),
+    path("runs/<str:run_id>/retry/", views.RunRetry.as_view(), name="api-run-retry"),
+    path("audit/", views.AuditList.as_view(), name="api-audit"),
     path("secrets/", views.SecretList.as_view(), name="api-secrets"),
     path("secrets/<str:name>/", views.SecretDetail.as_view(), name="api-secret"),
     path("dsl/schema/", views.DslSchema.as_view(), name="api-dsl-schema"),

@@ -6,6 +6,8 @@ so someone else's object answers 404 like a missing one.
 
 from __future__ import annotations
 
+from typing import Any
+
 from drf_spectacular.renderers import (
     OpenApiJsonRenderer,
     OpenApiJsonRenderer2,
@@ -26,12 +28,21 @@ from engine import document_json_schema
 from engine.events import MAX_SEQ
 from flows import services
 from flows.api import serializers as s
-from flows.api.filters import FlowFilter, RunFilter
-from flows.api.pagination import ByName, HighestVersionFirst
+from flows.api.filters import AuditFilter, FlowFilter, RunFilter
+from flows.api.pagination import ByName, HighestVersionFirst, NewestEntriesFirst
 from flows.api.throttling import WebhookRateThrottle
 from flows.api.waiting import wait_for_run
 from flows.errors import ServiceError
-from flows.models import Flow, FlowVersion, Run, RunEvent, Schedule, Secret, Webhook
+from flows.models import (
+    AuditEntry,
+    Flow,
+    FlowVersion,
+    Run,
+    RunEvent,
+    Schedule,
+    Secret,
+    Webhook,
+)
 from flows.services import schedules as schedule_service
 from flows.services import secrets as secret_store
 from flows.services import webhooks as webhook_service
@@ -263,7 +274,70 @@ class RunCancel(ActionView):
                         status=status.HTTP_202_ACCEPTED)
 
 
-# --- Documentation ----------------------------------------------------------------------------
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key", str, OpenApiParameter.HEADER,
+    description="Repeats with the same key and body answer the first run (at most 200 "
+                "characters).")
+
+
+class RunAgain(ActionView):
+    """`rerun` and `retry` (docs/api.md, "Re-running and retrying"): a new run → 201."""
+
+    action: str
+    start: Any
+
+    def post(self, request, run_id):
+        run = services.run_of(request.user, run_id)
+        valid(s.EmptyBody, request)
+        again, created = self.start(
+            request.user, run, idempotency_key=request.headers.get("Idempotency-Key"),
+            fingerprint=services.request_fingerprint({self.action: str(run.pk)}))
+        if not created:
+            again = services.run_of(request.user, again.pk)
+        return Response(s.RunDetailSerializer(again, context={"just_created": created}).data,
+                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class RunRerun(RunAgain):
+    action, start = "rerun", staticmethod(services.rerun_run)
+
+    @extend_schema(summary="Run a finished run again: same snapshot, same inputs",
+                   parameters=[RUN_ID, IDEMPOTENCY_KEY], request=s.EmptyBody,
+                   responses={201: s.RunDetailSerializer, 200: s.RunDetailSerializer,
+                              404: ERRORS[404], 409: ERRORS[409]})
+    def post(self, request, run_id):
+        return super().post(request, run_id)
+
+
+class RunRetry(RunAgain):
+    action, start = "retry", staticmethod(services.retry_run)
+
+    @extend_schema(summary="Retry a failed or cancelled run from where it failed",
+                   description="A new run that takes over every node that ended succeeded, "
+                               "recovered or skipped and executes the rest.",
+                   parameters=[RUN_ID, IDEMPOTENCY_KEY], request=s.EmptyBody,
+                   responses={201: s.RunDetailSerializer, 200: s.RunDetailSerializer,
+                              404: ERRORS[404], 409: ERRORS[409]})
+    def post(self, request, run_id):
+        return super().post(request, run_id)
+
+
+# --- Audit log --------------------------------------------------------------------------------
+
+
+class AuditList(generics.ListAPIView):
+    serializer_class = s.AuditEntrySerializer
+    pagination_class = NewestEntriesFirst
+    filterset_class = AuditFilter
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return AuditEntry.objects.none()
+        return AuditEntry.objects.filter(owner=self.request.user)
+
+    @extend_schema(summary="Your audit log, newest first")
+    def get(self, request):
+        return self.list(request)
 
 
 # --- Secrets ----------------------------------------------------------------------------------

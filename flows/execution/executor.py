@@ -265,7 +265,7 @@ class Executor:
             self.settlements.settle(run_id)
             return False
         lease = lifecycle.Lease(row.pk, self.worker, row.lease_token)
-        plan, stored, secrets = await db(_plan_events_and_secrets, row, not new)
+        plan, stored, secrets, reuse = await db(_what_the_run_needs, row, not new)
         resume = Checkpoint.from_events(stored) if stored else None
         answers = [Answer(a["node"], a.get("answer"), a.get("option"), a.get("by"))
                    for a in row.pending_answers
@@ -274,7 +274,8 @@ class Executor:
         services = self.services_for(row.owner_id, run_id, secrets)
         engine_run = Run(plan, row.inputs, run_id=run_id, sink=sink,
                          flow=row.flow.slug, version=row.version_label,
-                         services=services, resume=resume, answers=answers, depth=row.depth)
+                         services=services, resume=resume, answers=answers, depth=row.depth,
+                         reuse=reuse)
         if row.cancel_requested:
             engine_run.cancel()
         with hidden_in_logs(run_id, services.redactor), \
@@ -536,11 +537,18 @@ def released_with_finish(sink: ObservedSink) -> bool:
     return isinstance(sink.sink, DatabaseSink) and sink.sink.released
 
 
-def _plan_events_and_secrets(row: RunRow, has_events: bool
-                             ) -> tuple[Plan, list[Any], dict[str, str]]:
+def _what_the_run_needs(row: RunRow, has_events: bool
+                        ) -> tuple[Plan, list[Any], dict[str, str], Checkpoint | None]:
+    """Its plan, its stored events, the secrets it names, and for a retry that has not
+    started yet what it takes over from the run it retries (built from that run's events,
+    as a crash recovery builds its checkpoint)."""
     plan = plan_for(row.document_id)
-    return (plan, stored_events(row.pk) if has_events else [],
-            values_for(row.owner_id, plan.secret_names) if plan.secret_names else {})
+    stored = stored_events(row.pk) if has_events else []
+    reuse = None
+    if not stored and row.retry_of_id is not None:
+        reuse = Checkpoint.from_events(stored_events(row.retry_of_id)).reusable()
+    return (plan, stored,
+            values_for(row.owner_id, plan.secret_names) if plan.secret_names else {}, reuse)
 
 
 executor = Executor()

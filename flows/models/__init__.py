@@ -12,7 +12,8 @@ import uuid
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
+from django.db.models.fields.json import KeyTransform
 
 from engine.events import Event, envelope
 
@@ -144,6 +145,9 @@ class Run(models.Model):
     trace_parent = models.CharField(max_length=55, blank=True, default="")
     # What started it (docs/api.md, Runs): {"type": "api" | "webhook" | "schedule" | …, …}.
     trigger = models.JSONField(default=dict, blank=True)
+    # The failed or cancelled run this one retries, taking over its finished nodes.
+    retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="retries")
 
     class Meta:
         indexes = [
@@ -151,6 +155,9 @@ class Run(models.Model):
             models.Index(fields=["owner", "flow", "-created_at"], name="run_owner_flow_recent"),
             models.Index(fields=["owner", "status", "-created_at"],
                          name="run_owner_status_recent"),
+            # `?trigger=`: runs of an owner started by one kind of trigger, newest first.
+            models.Index(F("owner"), KeyTransform("type", "trigger"), F("created_at").desc(),
+                         name="run_owner_trigger_recent"),
             models.Index(fields=["lease_expires_at"], name="run_active_lease",
                          condition=Q(status__in=["queued", "running"])),
             models.Index(fields=["wake_at"], name="run_waiting_wake",
@@ -194,6 +201,7 @@ class NodeRun(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     elapsed_ms = models.FloatField(null=True, blank=True)
     position = models.PositiveIntegerField(default=0)  # order in which nodes first appeared
+    reused = models.BooleanField(default=False)  # a retry took its result over
 
     class Meta:
         constraints = [
@@ -274,7 +282,8 @@ class ApiToken(models.Model):
         return f"{self.name} ({self.prefix}…)"
 
 
-from flows.models.triggers import Schedule, Secret, Webhook  # noqa: E402  (they name Flow, Run)
+from flows.models.audit import AuditEntry  # noqa: E402  (they name Flow, Run)
+from flows.models.triggers import Schedule, Secret, Webhook  # noqa: E402
 
-__all__ = ["ApiToken", "Document", "Flow", "FlowVersion", "NodeRun", "Run", "RunEvent",
-           "Schedule", "Secret", "Webhook", "Worker"]
+__all__ = ["ApiToken", "AuditEntry", "Document", "Flow", "FlowVersion", "NodeRun", "Run",
+           "RunEvent", "Schedule", "Secret", "Webhook", "Worker"]

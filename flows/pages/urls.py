@@ -30,4 +30,6 @@ urlpatterns = [
     path("flows/<str:slug>/schedules/<str:schedule_id>/delete/", views.schedule_delete,
          name="schedule-delete"),
     path("runs/<uuid:run_id>/", views.run_page, name="run"),
+    path("runs/<uuid:run_id>/rerun/", views.run_again, {"how": "rerun"}, name="rerun"),
+    path("runs/<uuid:run_id>/retry/", views.run_again, {"how": "retry"}, name="retry"),
 ]

@@ -23,7 +23,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from flows import services
 from flows.api.serializers import RunDetailSerializer
 from flows.errors import ServiceError
-from flows.models import Flow, Run
+from flows.models import AuditEntry, Flow, Run
 from flows.pages.examples import curl_example, example_inputs
 from flows.pages.forms import InputsForm, ScheduleForm, VersionForm, start_inputs, type_label
 from flows.services import schedules as schedule_service
@@ -35,6 +35,7 @@ RUN_MODULES = tuple(f"flows/js/{name}.js" for name in ("run-page", "state", "gra
 NODE_STATES = ("pending", "running", "waiting", "succeeded", "recovered", "failed", "skipped",
                "cancelled")
 RECENT_RUNS = 20
+HISTORY = 20  # audit entries shown on a flow's page
 RUN_COLUMNS = ("id", "flow__slug", "flow__name", "status", "version_number", "created_at",
                "finished_at", "elapsed_ms", "waiting")
 
@@ -99,6 +100,8 @@ def _flow_page(request, flow: Flow, schedule_form: ScheduleForm | None = None,
         # Shown in each schedule's own timezone by the template.
         "schedules": [(schedule, schedule_service.next_times(schedule) if schedule.enabled
                        else []) for schedule in schedule_service.schedules_of(flow)],
+        "history": AuditEntry.objects.filter(owner=request.user, flow=flow)
+                   .order_by("-at", "-id")[:HISTORY],
         "schedule_form": schedule_form or ScheduleForm(
             initial={"inputs": json.dumps(example_inputs(flow.draft))}),
     }, status=status)
@@ -166,6 +169,19 @@ def webhook_delete(request, slug: str, hook_id: str):
     return HttpResponseRedirect(reverse("pages:flow", args=[flow.slug]) + "#webhooks")
 
 
+@require_POST
+@signed_in
+def run_again(request, run_id, how: str):
+    """"Re-run" and "Retry from the failed node" on the run page: the new run's page."""
+    run = found(services.run_of, request.user, run_id)
+    start = services.retry_run if how == "retry" else services.rerun_run
+    try:
+        again, _ = start(request.user, run)
+    except ServiceError as error:
+        return HttpResponseBadRequest(error.message)
+    return HttpResponseRedirect(run_url(again))
+
+
 @require_http_methods(["GET", "HEAD", "POST"])
 @signed_in
 def start_page(request, slug: str):
@@ -204,9 +220,12 @@ def run_page(request, run_id):
     run = found(services.run_of, request.user, run_id)
     state = dict(RunDetailSerializer(run).data)
     state.update(last_seq=run.last_seq, cancel_requested=run.cancel_requested)
+    retries = list(run.retries.filter(owner=request.user).order_by("created_at")
+                   .values_list("pk", flat=True))
     return render(request, "flows/run.html", {
         "run": run, "flow": run.flow, "document": run.document.dsl, "state": state,
-        "states": NODE_STATES,
+        "states": NODE_STATES, "retries": retries,
+        "show_reused": run.retry_of_id is not None,
         "socket_path": f"/ws/runs/{run.pk}/",
         "answer_url": reverse("api-run-answer", args=[run.pk]),
         "cancel_url": reverse("api-run-cancel", args=[run.pk]),

@@ -8,9 +8,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from engine import document_digest
-from flows import lookup
+from flows import audit, lookup
 from flows.errors import ServiceError
-from flows.models import Flow, FlowVersion
+from flows.models import Document, Flow, FlowVersion
 from flows.queries import one_or_none
 from flows.services.documents import (
     SLUG_PATTERN,
@@ -38,10 +38,13 @@ def create_flow(owner: Any, dsl: Any, slug: str | None = None) -> Flow:
         chosen = slug if slug is not None else slug_from_name(owner, dsl["name"])
         try:
             with transaction.atomic():
-                return Flow.objects.create(
+                flow = Flow.objects.create(
                     owner=owner, slug=chosen, name=dsl["name"],
                     description=dsl.get("description", ""), draft=dsl,
                     draft_hash=document_digest(dsl))
+                audit.record(owner, "flow.created", "flow", chosen, flow=flow,
+                             details={"dsl_hash": flow.draft_hash})
+                return flow
         except IntegrityError:
             pass  # the (owner, slug) pair was stored meanwhile: choose again
     raise ServiceError(409, "slug_taken", f'the slug "{chosen}" is taken')
@@ -55,24 +58,38 @@ def update_flow(flow: Flow, dsl: Any = KEEP, max_active_runs: Any = KEEP) -> Flo
     its own), or both; nothing is written unless all of it is valid. Runs already started
     keep the snapshot they started with."""
     fields = ["updated_at"]
+    details: dict[str, Any] = {}
     if dsl is not KEEP:
         check_dsl(flow.owner, dsl, flow.slug)
+        before, previous = flow.draft_hash, flow.draft
         flow.draft = dsl
         flow.draft_hash = document_digest(dsl)
         flow.name = dsl["name"]
         flow.description = dsl.get("description", "")
         fields += ["draft", "draft_hash", "name", "description"]
+        details["dsl_hash"] = {"before": before, "after": flow.draft_hash}
     if max_active_runs is not KEEP:
+        details["max_active_runs"] = {"before": flow.max_active_runs, "after": max_active_runs}
         flow.max_active_runs = max_active_runs
         fields.append("max_active_runs")
-    flow.save(update_fields=fields)
+    with transaction.atomic():
+        if "dsl_hash" in details:
+            # Both documents, stored by hash, so the admin can show what changed.
+            if not Document.objects.filter(hash=before).exists():
+                store_document(previous)
+            store_document(dsl)
+        flow.save(update_fields=fields)
+        audit.record(flow.owner_id, "flow.updated", "flow", flow.slug, flow=flow,
+                     details=details)
     return flow
 
 
 def delete_flow(flow: Flow) -> None:
     """Hide a flow from lists; its runs stay readable and its slug stays taken."""
     flow.deleted_at = timezone.now()
-    flow.save(update_fields=["deleted_at", "updated_at"])
+    with transaction.atomic():
+        flow.save(update_fields=["deleted_at", "updated_at"])
+        audit.record(flow.owner_id, "flow.deleted", "flow", flow.slug, flow=flow)
 
 
 def publish_flow(flow: Flow) -> tuple[FlowVersion, bool]:
@@ -88,6 +105,8 @@ def publish_flow(flow: Flow) -> tuple[FlowVersion, bool]:
             flow=locked, number=(latest.number + 1) if latest else 1, document=document)
         locked.published_version = version.number
         locked.save(update_fields=["published_version", "updated_at"])
+        audit.record(locked.owner_id, "flow.published", "flow", locked.slug, flow=locked,
+                     details={"version": version.number, "dsl_hash": document.hash})
     flow.published_version = version.number
     return version, True
 

@@ -248,6 +248,8 @@ def _project_node_runs(run_id: Any, events: list[Event], node_types: dict[str, s
             state.update(status=data["status"], outputs=data["outputs"], error=data["error"],
                          attempts=data["attempts"], elapsed_ms=data["elapsed_ms"],
                          finished_at=parse_ts(event["ts"]), logs=data.get("logs"))
+            if data.get("reused"):  # taken over by a retry: no node.started came before
+                state["reused"] = True
         elif kind == ev.NODE_SKIPPED:
             states.setdefault(node, {"position": event["seq"]}).update(status="skipped",
                                                                       attempts=0)

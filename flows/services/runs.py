@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from engine import InputsInvalid
 from engine.questions import AnswerRefused, check_answer
+from flows import audit
 from flows.errors import ServiceError
 from flows.models import Flow, Run
 from flows.plans import plan_for
@@ -39,22 +40,64 @@ def start_run(owner: Any, flow: Flow, inputs: Any, version: Any = None,
     a version and its plan are cached, a published version costs no query before the run's
     insert, and neither the document nor the draft is read unless its plan is not stored.
     """
-    if idempotency_key is not None:
-        if not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY or "\x00" in idempotency_key:
-            raise ServiceError(400, "invalid_idempotency_key",
-                               f"Idempotency-Key must have 1 to {MAX_IDEMPOTENCY_KEY} characters")
-        existing = one_or_none(Run.objects.filter(owner=owner, idempotency_key=idempotency_key))
-        if existing is not None:
-            return _repeated(existing, fingerprint), False
+    existing = _earlier_run(owner, idempotency_key, fingerprint)
+    if existing is not None:
+        return existing, False
     snapshot = snapshots.resolve(flow, version)
     try:
         applied = snapshot.plan.apply_inputs(inputs)
     except InputsInvalid as invalid:
         raise ServiceError(400, "invalid_inputs", "the inputs do not match the flow's start node",
                            [problem.to_dict() for problem in invalid.problems]) from invalid
+    return _start(owner, flow, snapshot, applied, idempotency_key, fingerprint,
+                  trigger or {"type": "api"})
+
+
+def rerun_run(owner: Any, run: Run, idempotency_key: str | None = None,
+              fingerprint: str = "") -> tuple[Run, bool]:
+    """A new run of a finished run's snapshot (version or draft) with its inputs."""
+    existing = _earlier_run(owner, idempotency_key, fingerprint)
+    if existing is not None:
+        return existing, False
+    if not run.is_finished:
+        raise ServiceError(409, "not_finished", f"the run is {run.status}: re-run it once it ends")
+    return _start(owner, run.flow, snapshots.of_run(run), run.inputs, idempotency_key,
+                  fingerprint, {"type": "rerun", "run": str(run.pk)})
+
+
+def retry_run(owner: Any, run: Run, idempotency_key: str | None = None,
+              fingerprint: str = "") -> tuple[Run, bool]:
+    """A new run of a failed or cancelled run's snapshot and inputs that takes over every
+    top-level node that ended succeeded, recovered or skipped (its executor builds that from
+    the original's stored events) and executes the rest."""
+    existing = _earlier_run(owner, idempotency_key, fingerprint)
+    if existing is not None:
+        return existing, False
+    if run.status == Run.Status.SUCCEEDED:
+        raise ServiceError(409, "succeeded", "the run succeeded: re-run it instead")
+    if not run.is_finished:
+        raise ServiceError(409, "not_finished", f"the run is {run.status}: retry it once it ends")
+    return _start(owner, run.flow, snapshots.of_run(run), run.inputs, idempotency_key,
+                  fingerprint, {"type": "retry", "run": str(run.pk)}, retry_of=run)
+
+
+def _earlier_run(owner: Any, idempotency_key: str | None, fingerprint: str) -> Run | None:
+    """The run a repeated request (same Idempotency-Key) started, or None for a new one."""
+    if idempotency_key is None:
+        return None
+    if not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY or "\x00" in idempotency_key:
+        raise ServiceError(400, "invalid_idempotency_key",
+                           f"Idempotency-Key must have 1 to {MAX_IDEMPOTENCY_KEY} characters")
+    existing = one_or_none(Run.objects.filter(owner=owner, idempotency_key=idempotency_key))
+    return _repeated(existing, fingerprint) if existing is not None else None
+
+
+def _start(owner: Any, flow: Flow, snapshot: snapshots.Snapshot, applied: dict[str, Any],
+           idempotency_key: str | None, fingerprint: str, trigger: dict[str, Any],
+           retry_of: Run | None = None) -> tuple[Run, bool]:
+    """Insert the run and hand it to its executor (a slot permitting), or refuse it."""
     # A flow that names no secret costs no query here.
     secrets.check_present(owner.pk, snapshot.plan.secret_names)
-
     worker = dispatch.executing_worker()
 
     def insert() -> Run:
@@ -67,8 +110,8 @@ def start_run(owner: Any, flow: Flow, inputs: Any, version: Any = None,
         lease = lifecycle.leased_to(worker) if leased else {}
         run = lifecycle.create(flow, snapshot, applied, owner=owner,
                                idempotency_key=idempotency_key, request_hash=fingerprint,
-                               trace_parent=current_trace_parent(),
-                               trigger=trigger or {"type": "api"}, **lease)
+                               trace_parent=current_trace_parent(), trigger=trigger,
+                               retry_of=retry_of, **lease)
         if leased:
             transaction.on_commit(lambda: dispatch.hand_over(run))
         elif worker is None:  # another process executes it: its claim checks the slot
@@ -139,6 +182,9 @@ def answer_run(run: Run, answer: Any, option: Any = None, node: Any = None,
                 locked.wake_at = timezone.now()
                 fields.append("wake_at")
             locked.save(update_fields=fields)
+            audit.record(locked.owner_id, "run.answered", "run", locked.pk, flow=locked.flow_id,
+                         run_id=locked.pk,
+                         details={"node": node, "option": option, "by": by})
             transaction.on_commit(lambda: dispatch.ring(run.pk, "answer"))
     if refused is not None:
         raise refused
@@ -158,6 +204,8 @@ def cancel_run(run: Run) -> Run:
             locked.wake_at = timezone.now()
             fields.append("wake_at")
         locked.save(update_fields=fields)
+        audit.record(locked.owner_id, "run.cancelled", "run", locked.pk, flow=locked.flow_id,
+                     run_id=locked.pk, details={"status": locked.status})
         transaction.on_commit(lambda: dispatch.ring(run.pk, "cancel"))
     return locked
 

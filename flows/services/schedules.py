@@ -29,6 +29,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from engine import InputsInvalid
+from flows import audit
 from flows.errors import ServiceError
 from flows.models import Flow, Schedule
 from flows.queries import one_or_none, uuid_or_none
@@ -64,7 +65,9 @@ def create_schedule(flow: Flow, cron: Any, tz: Any = None, inputs: Any = None,
                     version: Any = None, enabled: Any = True) -> Schedule:
     schedule = Schedule(flow=flow)
     apply_fields(schedule, cron, tz, inputs, version, enabled)
-    schedule.save()
+    with transaction.atomic():
+        schedule.save()
+        _record(schedule, "schedule.created")
     return schedule
 
 
@@ -72,19 +75,33 @@ def update_schedule(schedule: Schedule, cron: Any, tz: Any = None, inputs: Any =
                     version: Any = None, enabled: Any = True) -> Schedule:
     """Replace every field (PUT); the next time is counted again from now."""
     apply_fields(schedule, cron, tz, inputs, version, enabled)
-    schedule.save()
+    with transaction.atomic():
+        schedule.save()
+        _record(schedule, "schedule.updated")
     return schedule
 
 
 def set_enabled(schedule: Schedule, enabled: bool) -> Schedule:
     schedule.enabled = enabled
     schedule.next_fire_at = next_time(schedule.cron, schedule.timezone) if enabled else None
-    schedule.save(update_fields=["enabled", "next_fire_at", "updated_at"])
+    with transaction.atomic():
+        schedule.save(update_fields=["enabled", "next_fire_at", "updated_at"])
+        _record(schedule, "schedule.updated")
     return schedule
 
 
 def delete_schedule(schedule: Schedule) -> None:
-    schedule.delete()
+    with transaction.atomic():
+        schedule_id = schedule.pk
+        schedule.delete()
+        schedule.pk = schedule_id
+        _record(schedule, "schedule.deleted")
+
+
+def _record(schedule: Schedule, action: str) -> None:
+    audit.record(schedule.flow.owner_id, action, "schedule", schedule.pk, flow=schedule.flow,
+                 details={"cron": schedule.cron, "timezone": schedule.timezone,
+                          "enabled": schedule.enabled, "version": schedule.version})
 
 
 def apply_fields(schedule: Schedule, cron: Any, tz: Any, inputs: Any, version: Any,

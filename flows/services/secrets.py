@@ -13,7 +13,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from flows import encryption
+from flows import audit, encryption
 from flows.errors import ServiceError
 from flows.models import Secret
 from flows.queries import one_or_none
@@ -51,8 +51,10 @@ def create_secret(owner: Any, name: Any, value: Any, description: Any = "") -> S
     description = _checked_description(description)
     try:
         with transaction.atomic():
-            return Secret.objects.create(owner=owner, name=name, description=description,
-                                         ciphertext=ciphertext)
+            secret = Secret.objects.create(owner=owner, name=name, description=description,
+                                           ciphertext=ciphertext)
+            audit.record(owner, "secret.created", "secret", name)  # never the value
+            return secret
     except IntegrityError:
         raise ServiceError(409, "name_taken", f'you already have a secret "{name}"') from None
 
@@ -64,12 +66,16 @@ def update_secret(secret: Secret, value: Any, description: Any = None) -> Secret
     if description is not None:
         secret.description = _checked_description(description)
         fields.append("description")
-    secret.save(update_fields=fields)
+    with transaction.atomic():
+        secret.save(update_fields=fields)
+        audit.record(secret.owner_id, "secret.updated", "secret", secret.name)
     return secret
 
 
 def delete_secret(secret: Secret) -> None:
-    secret.delete()
+    with transaction.atomic():
+        secret.delete()
+        audit.record(secret.owner_id, "secret.deleted", "secret", secret.name)
 
 
 def check_present(owner_id: Any, names: Iterable[str]) -> None:

@@ -63,6 +63,13 @@ def resolve(flow: Flow, version: Any = None) -> Snapshot:
     return Snapshot(digest, plan_cache.get(digest), version_id, version)
 
 
+def of_run(run: Any) -> Snapshot:
+    """The snapshot a stored run executed (a version, or a draft by its hash): a re-run or a
+    retry executes exactly it, whatever the flow's draft and versions are now."""
+    return Snapshot(run.document_id, plan_cache.get(run.document_id), run.version_id,
+                    run.version_number)
+
+
 def document_of(flow: Flow, version: Any) -> Any:
     """The document a run of `version` would execute; the draft when there is no such
     version (a start form shows the draft's inputs then)."""

@@ -7,8 +7,10 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
+from django.db import transaction
 from django.utils import timezone
 
+from flows import audit
 from flows.models import ApiToken
 from flows.queries import one_or_none
 
@@ -25,15 +27,22 @@ def create_token(user: Any, name: str, expires_days: int | None = None) -> tuple
     """A new token and its key; the key is not stored and cannot be shown again."""
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     expires_at = timezone.now() + timedelta(days=expires_days) if expires_days else None
-    token = ApiToken.objects.create(user=user, name=name, key_hash=hash_key(key),
-                                    prefix=key[:len(KEY_PREFIX) + 6], expires_at=expires_at)
+    with transaction.atomic():
+        token = ApiToken.objects.create(user=user, name=name, key_hash=hash_key(key),
+                                        prefix=key[:len(KEY_PREFIX) + 6], expires_at=expires_at)
+        audit.record(user, "token.created", "token", token.pk,
+                     details={"name": name, "prefix": token.prefix,
+                              "expires_at": expires_at.isoformat() if expires_at else None})
     return token, key
 
 
 def revoke_token(token: ApiToken) -> None:
     if token.revoked_at is None:
         token.revoked_at = timezone.now()
-        token.save(update_fields=["revoked_at"])
+        with transaction.atomic():
+            token.save(update_fields=["revoked_at"])
+            audit.record(token.user_id, "token.revoked", "token", token.pk,
+                         details={"name": token.name, "prefix": token.prefix})
 
 
 def user_for_key(key: str) -> tuple[Any, ApiToken] | None:

@@ -19,7 +19,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from flows import encryption
+from flows import audit, encryption
 from flows.errors import ServiceError
 from flows.jsontext import InvalidJSON, strict_json_loads
 from flows.models import Flow, Run, Webhook
@@ -47,13 +47,19 @@ def webhook_of(flow: Flow, hook_id: Any) -> Webhook:
 def create_webhook(flow: Flow, version: Any = None) -> tuple[Webhook, str]:
     """A new hook and its signing secret, which is stored encrypted and shown only now."""
     signing_secret = SECRET_PREFIX + secrets.token_urlsafe(32)
-    hook = Webhook.objects.create(flow=flow, version=version_text(version),
-                                  signing_ciphertext=encryption.encrypt(signing_secret))
+    with transaction.atomic():
+        hook = Webhook.objects.create(flow=flow, version=version_text(version),
+                                      signing_ciphertext=encryption.encrypt(signing_secret))
+        audit.record(flow.owner_id, "webhook.created", "webhook", hook.pk, flow=flow,
+                     details={"version": version_value(hook.version)})
     return hook, signing_secret
 
 
 def delete_webhook(hook: Webhook) -> None:
-    hook.delete()
+    with transaction.atomic():
+        hook_id, flow = hook.pk, hook.flow
+        hook.delete()
+        audit.record(flow.owner_id, "webhook.deleted", "webhook", hook_id, flow=flow)
 
 
 def version_text(version: Any) -> str:

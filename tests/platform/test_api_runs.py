@@ -12,9 +12,9 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 
 RUN_FIELDS = {"id", "flow", "version", "dsl_hash", "status", "inputs", "outputs", "answer",
               "error", "created_at", "started_at", "finished_at", "elapsed_ms", "recovered",
-              "parent_run", "waiting", "trigger"}
-NODE_FIELDS = {"node", "type", "status", "attempts", "inputs", "outputs", "error", "started_at",
-               "finished_at", "elapsed_ms"}
+              "parent_run", "waiting", "trigger", "retry_of"}
+NODE_FIELDS = {"node", "type", "status", "attempts", "inputs", "outputs", "error", "reused",
+               "started_at", "finished_at", "elapsed_ms"}
 
 
 def settle(api, run_id, seconds=10):

@@ -53,6 +53,12 @@ def test_runs_of_an_owner_by_status_use_the_status_index(run):
     assert "run_owner_status_recent" in plan
 
 
+def test_runs_of_an_owner_by_trigger_use_the_trigger_index(run):
+    plan = plan_of(Run.objects.filter(owner=run.owner, trigger__type="schedule")
+                   .order_by("-created_at")[:50])
+    assert "run_owner_trigger_recent" in plan
+
+
 def test_a_cursor_page_deep_in_history_uses_the_owner_index(run):
     plan = plan_of(Run.objects.filter(owner=run.owner, created_at__lt=run.created_at)
                    .order_by("-created_at")[:50])

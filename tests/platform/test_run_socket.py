@@ -29,6 +29,7 @@ from flows.consumers import RunConsumer
 from flows.execution.executor import executor
 from flows.execution.publisher import publish, run_group
 from flows.fanout import run_watchers
+from flows.follow import RunFollower
 from flows.models import Run, RunEvent
 from flows.services.history import store_events
 from tests.processes import environment_for_another_process
@@ -70,7 +71,7 @@ WORDS = " ".join(f"w{i}" for i in range(300))
 def live_only(monkeypatch):
     """The idle reads of the database (a safety net for lost publishes) stay out of the way:
     these tests see what the live path delivers."""
-    monkeypatch.setattr(RunConsumer, "idle_check_s", 60.0)
+    monkeypatch.setattr(RunFollower, "idle_check_s", 60.0)
 
 
 @pytest.fixture
@@ -268,7 +269,7 @@ async def test_a_late_client_gets_the_full_replay_then_the_socket_closes(owner, 
 
 
 async def test_a_long_replay_is_read_in_pages(owner, key, monkeypatch):
-    monkeypatch.setattr(RunConsumer, "page_size", 7)
+    monkeypatch.setattr(RunFollower, "page_size", 7)
     run = await settle(await start(owner, streaming_flow(), {"text": WORDS}))
     frames, code = await collect(await socket(run.pk, after=3, token=key))
     assert_complete(frames, code, after=3)
@@ -300,8 +301,8 @@ async def test_a_live_batch_after_a_gap_is_preceded_by_the_missing_events_and_re
     assert await frame(ws, 5) == later
 
     # A batch stored but never published (a lost publish) comes from the idle read.
-    monkeypatch.setattr(RunConsumer, "idle_check_s", 0.2)
-    monkeypatch.setattr(RunConsumer, "idle_grace_s", 0.2)
+    monkeypatch.setattr(RunFollower, "idle_check_s", 0.2)
+    monkeypatch.setattr(RunFollower, "idle_grace_s", 0.2)
     ws2 = await socket(run.pk, after=last + 4, token=key)
     lost = chunk(last + 5)
     await sync_to_async(store_events)(run.pk, [lost])
@@ -322,8 +323,8 @@ async def test_a_run_executed_by_another_process_streams_completely(owner, key, 
     the in-memory layer they cannot, and the socket's idle reads of the database deliver
     them. With no gap and no duplicate either way."""
     through_redis = "redis" in settings.CHANNEL_LAYERS["default"]["BACKEND"]
-    monkeypatch.setattr(RunConsumer, "idle_check_s", 60.0 if through_redis else 0.2)
-    monkeypatch.setattr(RunConsumer, "idle_grace_s", 0.2)
+    monkeypatch.setattr(RunFollower, "idle_check_s", 60.0 if through_redis else 0.2)
+    monkeypatch.setattr(RunFollower, "idle_grace_s", 0.2)
     executor.stop()
     monkeypatch.setattr(executor, "maintenance", False)  # the other process takes the run
     flow = await sync_to_async(services.create_flow)(owner, sample("fanout"))

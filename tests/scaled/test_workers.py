@@ -128,7 +128,9 @@ def test_a_worker_killed_holding_200_runs_loses_none_and_repeats_only_nodes_in_f
 
     assert_each_executed_once(runs, ["start", *(f"h{i}" for i in range(1, LONG + 1)), "end"])
     assert counted.total() == 200 * LONG
-    assert held_at_kill >= 150, held_at_kill  # the kill caught most runs mid-flight
+    # The kill caught most runs mid-flight (how many depends on how long the survivor took
+    # to start: its start is the window in which the doomed worker finishes some alone).
+    assert held_at_kill >= 100, held_at_kill
     repeated = assert_repeats_only_at_takeovers(runs, counted)
     print(f"takeover of the {held_at_kill} runs it held after kill -9: {takeover_s:.1f} s; "
           f"{len(repeated)} "

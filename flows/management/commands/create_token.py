@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from flows import services
+from flows import audit, services
 
 MAX_DAYS = 36_500  # a hundred years: beyond, the expiry date itself overflows
 
@@ -32,7 +32,11 @@ class Command(BaseCommand):
         parser.add_argument("--expires-days", type=days, default=None,
                             help="the token stops working after this many days (default: never)")
 
-    def handle(self, *args: Any, username: str, name: str, expires_days: int | None,
+    def handle(self, *args: Any, **options: Any) -> None:
+        with audit.acting("command"):  # the audit log names this door (actor: the system)
+            self._handle(*args, **options)
+
+    def _handle(self, *args: Any, username: str, name: str, expires_days: int | None,
                **options: Any) -> None:
         name = name.strip()
         if not name:

@@ -17,7 +17,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from engine import document_digest
-from flows import services
+from flows import audit, services
 from flows.errors import ServiceError
 from flows.services.documents import subflow_targets
 
@@ -32,7 +32,11 @@ class Command(BaseCommand):
         parser.add_argument("--samples", type=Path, default=Path(settings.BASE_DIR) / "samples",
                             help="folder of flow documents (*.json); the file name is the slug")
 
-    def handle(self, *args: Any, samples: Path, **options: Any) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
+        with audit.acting("command"):  # the audit log names this door (actor: the system)
+            self._handle(*args, **options)
+
+    def _handle(self, *args: Any, samples: Path, **options: Any) -> None:
         documents = read_samples(samples)
         admin, password, created = self.admin_with_new_password()
         self.stdout.write(f'User "{admin.username}" {"created" if created else "exists"} '

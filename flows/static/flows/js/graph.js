@@ -235,7 +235,9 @@ export function statusLine(node, now = Date.now(), compact = false) {
   }
   if (node.retrying) parts.push(`attempt ${node.retrying.attempt + 1}`);
   else if (node.attempts > 1) parts.push(`${node.attempts} attempts`);
-  if (FINISHED.has(node.status)) {
+  if (node.reused) {
+    parts.push("reused");
+  } else if (FINISHED.has(node.status)) {
     if (node.elapsedMs != null && node.status !== "skipped") parts.push(formatMs(node.elapsedMs));
   } else if ((node.status === "running" || node.status === "waiting") && node.startedAt) {
     parts.push(formatMs(since(node.startedAt, now)));
@@ -252,6 +254,8 @@ export function paintGraph(svg, doc, state, selected, now = Date.now()) {
     if (!state) continue;
     const node = state.nodes.get(id);
     if (group.dataset.state !== node.status) group.dataset.state = node.status;
+    // Taken over from the run this one retries: drawn apart from what executed here.
+    group.classList.toggle("reused", Boolean(node.reused));
     group.dataset.attempts = node.attempts;
     if (node.items) {
       group.dataset.itemsDone = node.items.done.size;

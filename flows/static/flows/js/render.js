@@ -115,7 +115,13 @@ export class Renderer {
     bar.parentElement.setAttribute("aria-valuemax", String(total));
     this.find("progress-text").textContent = `${done} / ${total} nodes finished`;
     const cancel = this.find("cancel");
-    if (isFinished(state)) cancel.hidden = true;
+    if (isFinished(state)) {
+      cancel.hidden = true;
+      // Re-run any finished run; retry one that failed or was cancelled.
+      this.root.querySelector("[data-when-finished]").hidden = false;
+      this.root.querySelector("[data-when-failed]").hidden =
+        state.status !== "failed" && state.status !== "cancelled";
+    }
     const connection = this.find("connection");
     connection.dataset.connection = ui.connection;
     connection.textContent = ui.connectionText;

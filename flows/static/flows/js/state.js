@@ -76,7 +76,7 @@ export function fromSnapshot(doc, snapshot) {
     Object.assign(node, {
       status: row.status, attempts: row.attempts, inputs: row.inputs, outputs: row.outputs,
       error: row.error, elapsedMs: row.elapsed_ms, startedAt: row.started_at,
-      finishedAt: row.finished_at,
+      finishedAt: row.finished_at, reused: Boolean(row.reused),
     });
     if (node.items) {
       node.items.counted = false;
@@ -132,7 +132,7 @@ export function applyEvent(state, event) {
       Object.assign(node, {
         status: data.status, outputs: data.outputs, error: data.error,
         elapsedMs: data.elapsed_ms, attempts: data.attempts, finishedAt: event.ts,
-        retrying: null,
+        retrying: null, reused: Boolean(data.reused),
       });
       if (node.items) settleIterationTotal(state, node);
       break;
