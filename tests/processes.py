@@ -27,3 +27,18 @@ def environment_for_another_process(**extra: str) -> dict[str, str]:
     return {**os.environ, "DATABASE_URL": test_database_url(),
             "SECRET_KEY": settings.SECRET_KEY, "SECRETS_KEY": ",".join(settings.SECRETS_KEYS),
             **extra}
+
+
+# `python -c EXECUTE_ONE_RUN <run id>`: another process executes that run (and nothing else)
+# with this project's executor, as a second serving process or a worker would.
+EXECUTE_ONE_RUN = """
+import os, sys
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "astron.settings")
+import django
+django.setup()
+from flows.execution.executor import executor
+executor.maintenance = False
+executor.submit(sys.argv[1])
+executor.wait(sys.argv[1], 60)
+executor.stop()
+"""

@@ -132,3 +132,25 @@ def most_at_once(runs) -> int:
         at_once += step
         most = max(most, at_once)
     return most
+
+
+@contextmanager
+def reachable_server(settings, handler: type):
+    """A local HTTP server answering with `handler` that runs' `http` nodes may reach (the
+    in-process executor starts again with 127.0.0.1 allowed); yields its base URL."""
+    from http.server import ThreadingHTTPServer
+
+    from flows.execution.executor import executor
+    from flows.execution.world import shared_world
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    settings.HTTP_ALLOW_HOSTS = ["127.0.0.1"]
+    shared_world.cache_clear()
+    executor.stop()  # its world is built again, with the local host allowed
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        executor.stop()
+        shared_world.cache_clear()
+        server.shutdown()

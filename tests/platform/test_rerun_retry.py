@@ -4,17 +4,16 @@ executed by the in-process executor against a local server that fails on purpose
 from __future__ import annotations
 
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from itertools import pairwise
 
 import pytest
 
 from flows import services
 from flows.execution.executor import executor
-from flows.execution.world import shared_world
 from flows.models import Run
 
-from .factories import api_client, assert_error, no_rows_change, user
+from .factories import api_client, assert_error, no_rows_change, reachable_server, user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -41,15 +40,8 @@ def failing_server(settings):
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    settings.HTTP_ALLOW_HOSTS = ["127.0.0.1"]
-    shared_world.cache_clear()
-    executor.stop()
-    yield f"http://127.0.0.1:{server.server_port}", counts
-    executor.stop()
-    shared_world.cache_clear()
-    server.shutdown()
+    with reachable_server(settings, Handler) as base:
+        yield base, counts
 
 
 def twenty_nodes(url: str) -> dict:

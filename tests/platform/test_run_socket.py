@@ -32,7 +32,7 @@ from flows.fanout import run_watchers
 from flows.follow import RunFollower
 from flows.models import Run, RunEvent
 from flows.services.history import store_events
-from tests.processes import environment_for_another_process
+from tests.processes import EXECUTE_ONE_RUN, environment_for_another_process
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "samples"
@@ -332,8 +332,8 @@ async def test_a_run_executed_by_another_process_streams_completely(owner, key, 
     run = await Run.objects.acreate(owner=owner, flow=flow, document=document, inputs={})
     ws = await socket(run.pk, token=key)
     worker = subprocess.Popen(
-        [sys.executable, "-c", WORKER, str(run.pk)], cwd=ROOT, env=other_process_environment,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        [sys.executable, "-c", EXECUTE_ONE_RUN, str(run.pk)], cwd=ROOT,
+        env=other_process_environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         frames, code = await collect(ws, timeout=60)
     finally:
@@ -345,18 +345,6 @@ async def test_a_run_executed_by_another_process_streams_completely(owner, key, 
     assert run.status == "succeeded"
     assert frames[-1]["seq"] == run.last_seq
 
-
-WORKER = """
-import os, sys
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "astron.settings")
-import django
-django.setup()
-from flows.execution.executor import executor
-executor.maintenance = False
-executor.submit(sys.argv[1])
-executor.wait(sys.argv[1], 60)
-executor.stop()
-"""
 
 
 

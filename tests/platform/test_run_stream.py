@@ -16,7 +16,7 @@ from flows import services
 from flows.api import stream
 from flows.execution.executor import executor
 from flows.models import Run
-from tests.processes import environment_for_another_process
+from tests.processes import EXECUTE_ONE_RUN, environment_for_another_process
 from tests.servers import daphne
 
 from .factories import sample, user
@@ -109,7 +109,7 @@ def test_a_run_executed_by_another_process_streams_completely(server, owner, key
     flow = services.create_flow(owner, sample("fanout"), slug="fanout")
     document = services.documents.store_document(flow.draft)
     run = Run.objects.create(owner=owner, flow=flow, document=document, inputs={})
-    worker = subprocess.Popen([sys.executable, "-c", WORKER, str(run.pk)],
+    worker = subprocess.Popen([sys.executable, "-c", EXECUTE_ONE_RUN, str(run.pk)],
                               env=environment_for_another_process(),
                               stderr=subprocess.PIPE)
     try:
@@ -120,18 +120,6 @@ def test_a_run_executed_by_another_process_streams_completely(server, owner, key
     run.refresh_from_db()
     assert run.status == "succeeded" and events[-1]["seq"] == run.last_seq
 
-
-WORKER = """
-import os, sys
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "astron.settings")
-import django
-django.setup()
-from flows.execution.executor import executor
-executor.maintenance = False
-executor.submit(sys.argv[1])
-executor.wait(sys.argv[1], 60)
-executor.stop()
-"""
 
 
 def test_the_api_s_401_400_and_404(server, owner, key):

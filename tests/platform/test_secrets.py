@@ -13,7 +13,7 @@ import io
 import json
 import logging
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from django.core.management import call_command
@@ -21,11 +21,10 @@ from django.db import connection
 
 from flows import encryption, services
 from flows.execution.executor import executor
-from flows.execution.world import shared_world
 from flows.models import NodeRun, Run, RunEvent, Secret
 from flows.services import secrets as secret_store
 
-from .factories import api_client, assert_error, user
+from .factories import api_client, assert_error, reachable_server, user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -54,15 +53,8 @@ def echo_server(settings):
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    settings.HTTP_ALLOW_HOSTS = ["127.0.0.1"]
-    shared_world.cache_clear()
-    executor.stop()  # the executor's world is built again, with the local host allowed
-    yield f"http://127.0.0.1:{server.server_port}"
-    executor.stop()
-    shared_world.cache_clear()
-    server.shutdown()
+    with reachable_server(settings, Echo) as base:
+        yield base
 
 
 def leaky(base: str, fail: bool = False) -> dict:
