@@ -88,6 +88,18 @@ class ScheduleAdmin(admin.ModelAdmin):
     def problem(self, schedule: Schedule) -> str:
         return (schedule.last_error or {}).get("message", "")
 
+    # Every change goes through the service (the audit log records it).
+    def save_model(self, request: Any, obj: Schedule, form: Any, change: bool) -> None:
+        # The form's clean() applied and checked the fields through the service already.
+        schedule_service.save_checked(obj, created=not change)
+
+    def delete_model(self, request: Any, obj: Schedule) -> None:
+        schedule_service.delete_schedule(obj)
+
+    def delete_queryset(self, request: Any, queryset: Any) -> None:
+        for schedule in queryset.select_related("flow"):
+            schedule_service.delete_schedule(schedule)
+
     @admin.action(description="Enable the selected schedules")
     def enable(self, request: Any, queryset: Any) -> None:
         for schedule in queryset:

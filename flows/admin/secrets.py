@@ -62,3 +62,11 @@ class SecretAdmin(admin.ModelAdmin):
         else:
             created = secret_store.create_secret(obj.owner, obj.name, value, description)
             obj.pk = created.pk
+
+    # Deleting goes through the service, like every change (the audit log records it).
+    def delete_model(self, request: Any, obj: Secret) -> None:
+        secret_store.delete_secret(obj)
+
+    def delete_queryset(self, request: Any, queryset: Any) -> None:
+        for secret in queryset:
+            secret_store.delete_secret(secret)

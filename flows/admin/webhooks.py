@@ -101,3 +101,7 @@ class WebhookAdmin(admin.ModelAdmin):
 
     def delete_model(self, request: Any, obj: Webhook) -> None:
         webhook_service.delete_webhook(obj)
+
+    def delete_queryset(self, request: Any, queryset: Any) -> None:
+        for hook in queryset.select_related("flow"):
+            webhook_service.delete_webhook(hook)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from engine import document_digest
+from engine import DocumentInvalid, document_digest
 from flows import audit, lookup
 from flows.errors import ServiceError
 from flows.models import Document, Flow, FlowVersion
@@ -76,7 +77,9 @@ def update_flow(flow: Flow, dsl: Any = KEEP, max_active_runs: Any = KEEP) -> Flo
         if "dsl_hash" in details:
             # Both documents, stored by hash, so the admin can show what changed.
             if not Document.objects.filter(hash=before).exists():
-                store_document(previous)
+                with contextlib.suppress(DocumentInvalid):
+                    # A draft saved under older rules: the diff shows "not stored" then.
+                    store_document(previous)
             store_document(dsl)
         flow.save(update_fields=fields)
         audit.record(flow.owner_id, "flow.updated", "flow", flow.slug, flow=flow,

@@ -65,19 +65,21 @@ def create_schedule(flow: Flow, cron: Any, tz: Any = None, inputs: Any = None,
                     version: Any = None, enabled: Any = True) -> Schedule:
     schedule = Schedule(flow=flow)
     apply_fields(schedule, cron, tz, inputs, version, enabled)
-    with transaction.atomic():
-        schedule.save()
-        _record(schedule, "schedule.created")
-    return schedule
+    return save_checked(schedule, created=True)
 
 
 def update_schedule(schedule: Schedule, cron: Any, tz: Any = None, inputs: Any = None,
                     version: Any = None, enabled: Any = True) -> Schedule:
     """Replace every field (PUT); the next time is counted again from now."""
     apply_fields(schedule, cron, tz, inputs, version, enabled)
+    return save_checked(schedule, created=False)
+
+
+def save_checked(schedule: Schedule, created: bool) -> Schedule:
+    """Store a schedule whose fields `apply_fields` set and checked (the admin's form)."""
     with transaction.atomic():
         schedule.save()
-        _record(schedule, "schedule.updated")
+        _record(schedule, "schedule.created" if created else "schedule.updated")
     return schedule
 
 

@@ -214,3 +214,23 @@ def test_the_filters_use_their_indexes(owner, filters, index):
         with connection.cursor() as cursor:
             cursor.execute("RESET enable_seqscan")
     assert index in plan
+
+
+def test_deletes_in_the_admin_go_through_the_services_and_are_recorded(owner, staff_client):
+    from flows.models import Schedule, Secret, Webhook
+    from flows.services import secrets as secret_store
+    from flows.services import webhooks as webhook_service
+
+    flow = services.create_flow(owner, sample("hello"), slug="hello")
+    services.publish_flow(flow)
+    secret = secret_store.create_secret(owner, "KEY", "v")
+    hook, _ = webhook_service.create_webhook(flow)
+    schedule = schedule_service.create_schedule(flow, "0 0 * * *", "UTC", {"name": "A"})
+    for model, pk in (("secret", secret.pk), ("webhook", hook.pk), ("schedule", schedule.pk)):
+        answer = staff_client.post(f"/admin/flows/{model}/{pk}/delete/", {"post": "yes"})
+        assert answer.status_code == 302, model
+    assert not (Secret.objects.exists() or Webhook.objects.exists() or Schedule.objects.exists())
+    deleted = AuditEntry.objects.filter(action__endswith=".deleted")
+    assert {(e.action, e.via, e.actor_name) for e in deleted} == {
+        ("secret.deleted", "admin", "staff"), ("webhook.deleted", "admin", "staff"),
+        ("schedule.deleted", "admin", "staff")}
