@@ -130,11 +130,6 @@ def test_a_secret_is_found_escaped_in_json_and_encoded_in_urls():
     assert "p@ss" not in repr(redactor)
 
 
-def test_services_hold_the_secrets_apart_from_everything_recorded():
-    services = Services(secrets={"K": "v" * 8})
-    assert services.secrets == {"K": "v" * 8}
-
-
 async def test_an_llm_nodes_api_key_from_a_secret_replaces_the_providers_key():
     from engine.llm.echo import EchoProvider
 

@@ -273,7 +273,7 @@ def test_keys_rotate_the_first_encrypts_all_decrypt_and_the_command_re_encrypts(
     assert secret_store.values_for(owner.pk, ["API_KEY"]) == {"API_KEY": KEY}
     out = io.StringIO()
     call_command("rotate_secrets", stdout=out)
-    assert "1" in out.getvalue()
+    assert "re-encrypted 1 value(s)" in out.getvalue()
     assert Secret.objects.get().ciphertext != written_under_old
 
     settings.SECRETS_KEYS = [new]  # the old key removed: everything was re-encrypted
