@@ -43,6 +43,7 @@ def document_json_schema(registry: Registry | None = None) -> dict[str, Any]:
             "timeout_s": rules.TIMEOUT.schema(),
             "on_error": rules.ON_ERROR_FIELD.schema(),
             "default": {"type": "object"},
+            "ui": rules.UI.schema(),
         },
         "required": ["id", "type"],
         "additionalProperties": False,

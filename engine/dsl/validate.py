@@ -35,7 +35,7 @@ from engine.values import type_problem
 DSL_VERSION = "astron/v1"
 DOCUMENT_KEYS = ("dsl", "name", "description", "settings", "nodes", "edges")
 NODE_KEYS = ("id", "type", "title", "inputs", "params", "outputs", "retry", "timeout_s",
-             "on_error", "default")
+             "on_error", "default", "ui")
 EDGE_KEYS = ("from", "to", "branch")
 ON_ERROR = ("fail", "default", "branch")
 
@@ -59,6 +59,9 @@ TITLE = Str(max_length=200)
 INPUTS = Obj(values=ValueExpression(), key_pattern=ID_PATTERN)
 OUTPUTS = Obj(values=TypeSpec(), key_pattern=ID_PATTERN)
 TIMEOUT = Num(0, 86400, exclusive_minimum=True)
+# Where an editor draws the node; the engine never reads it. Bounded so a canvas stays usable.
+UI = Obj(fields={"x": Num(-1_000_000, 1_000_000), "y": Num(-1_000_000, 1_000_000)},
+         required=("x", "y"))
 ON_ERROR_FIELD = Str(enum=ON_ERROR)
 
 
@@ -275,6 +278,7 @@ def _check_node(node: Any, index: int, path: str, in_body: bool, registry: Regis
     _check_key(node, "title", TITLE, node_path, checker)
     _check_key(node, "retry", RETRY, node_path, checker)
     _check_key(node, "on_error", ON_ERROR_FIELD, node_path, checker)
+    _check_key(node, "ui", UI, node_path, checker)
     strategy = info.strategy
     if in_body and node_type == "question":
         # Each item would ask again, and an answer could not say which item it is for.

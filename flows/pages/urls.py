@@ -19,7 +19,10 @@ urlpatterns = [
                                                 redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("flows/", views.index, name="index"),
+    # Before the flow's own page, which it hides for a flow whose slug is "new" (docs/editor.md).
+    path("flows/new/", views.new_flow_page, name="new-flow"),
     path("flows/<str:slug>/", views.flow_page, name="flow"),
+    path("flows/<str:slug>/edit/", views.editor_page, name="edit"),
     path("flows/<str:slug>/run/", views.start_page, name="start"),
     path("flows/<str:slug>/webhooks/", views.webhook_add, name="webhook-add"),
     path("flows/<str:slug>/webhooks/<str:hook_id>/delete/", views.webhook_delete,

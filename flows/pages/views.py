@@ -15,6 +15,7 @@ from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponseBadRequest, HttpResponseRedirect
+from django.middleware.csrf import get_token
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
@@ -27,6 +28,7 @@ from flows.models import AuditEntry, Flow, Run
 from flows.pages.examples import curl_example, example_inputs
 from flows.pages.forms import InputsForm, ScheduleForm, VersionForm, start_inputs, type_label
 from flows.services import schedules as schedule_service
+from flows.services import secrets as secret_service
 from flows.services import webhooks as webhook_service
 
 LOGIN_URL = "pages:login"
@@ -230,3 +232,43 @@ def run_page(request, run_id):
         "answer_url": reverse("api-run-answer", args=[run.pk]),
         "cancel_url": reverse("api-run-cancel", args=[run.pk]),
     })
+
+
+@require_safe
+@signed_in
+def editor_page(request, slug: str):
+    """The visual editor on a flow's draft (docs/editor.md). It reads and writes through the
+    JSON API like any client; this page only hands it the draft and the addresses."""
+    flow = found(services.flow_of, request.user, slug)
+    return _editor(request, flow.draft, {"slug": flow.slug,
+                                         "published_version": flow.published_version})
+
+
+@require_safe
+@signed_in
+def new_flow_page(request):
+    """The visual editor on a new flow: a start and an end, saved with `POST /api/flows/`."""
+    return _editor(request, starting_document(), None)
+
+
+def starting_document() -> dict[str, Any]:
+    return {"dsl": "astron/v1", "name": "Untitled flow",
+            "nodes": [{"id": "start", "type": "start", "params": {"inputs": {}},
+                       "ui": {"x": 0, "y": 0}},
+                      {"id": "end", "type": "end", "inputs": {}, "ui": {"x": 360, "y": 0}}],
+            "edges": [{"from": "start", "to": "end"}]}
+
+
+def _editor(request, document: dict[str, Any], flow: dict[str, Any] | None):
+    boot = {
+        "flow": flow,
+        "dsl": document,
+        "secrets": list(secret_service.secrets_of(request.user).values_list("name", flat=True)),
+        "csrf": get_token(request),
+        "urls": {"schema": reverse("api-dsl-schema"), "validate": reverse("api-flow-validate"),
+                 "flows": reverse("api-flows"), "pages": reverse("pages:index"),
+                 "runs": "/runs/"},
+    }
+    response = render(request, "flows/editor.html", {"boot": boot, "flow": flow})
+    add_never_cache_headers(response)  # the draft must not come back from the cache after a save
+    return response

@@ -426,3 +426,28 @@ def test_document_json_schema_rejects_an_unknown_root_key():
     doc = load_flow("hello.json")
     doc["nmae"] = "typo"
     assert not validator.is_valid(doc)
+
+
+# --- the editor's positions (ui) -------------------------------------------------------------
+
+
+def test_node_position_is_valid_and_changes_nothing_but_the_document():
+    doc = linear(template("t", ui={"x": -40.5, "y": 300}))
+    assert validate_document(doc) == []
+
+
+@pytest.mark.parametrize("ui, code, path", [
+    ({"x": 1}, "missing_field", "/nodes/1/ui/y"),
+    ({"x": "1", "y": 2}, "wrong_type", "/nodes/1/ui/x"),
+    ({"x": 1, "y": 2, "zoom": 1}, "unknown_field", "/nodes/1/ui/zoom"),
+    ({"x": 1, "y": 2_000_000}, "invalid_value", "/nodes/1/ui/y"),
+    ([1, 2], "wrong_type", "/nodes/1/ui"),
+])
+def test_bad_node_position_is_reported_at_its_pointer(ui, code, path):
+    problems = validate_document(linear(template("t", ui=ui)))
+    assert (path, code) in codes_at(problems), show(problems)
+
+
+def test_schema_describes_the_node_position():
+    node_schema = document_json_schema()["$defs"]["node"]
+    assert node_schema["properties"]["ui"]["required"] == ["x", "y"]
