@@ -96,9 +96,9 @@ export function handlesOf(node) {
   if (node.type === "if_else") {
     handles = (params.cases || []).map((each) => each?.id).filter(Boolean);
     handles.push("else");
-  } else if (node.type === "question" && (params.options?.length || params.timeout_s)) {
+  } else if (node.type === "question" && (params.options?.length || "timeout_s" in params)) {
     handles = (params.options || []).map((each) => each?.id).filter(Boolean);
-    if (params.timeout_s) handles.push("timeout");
+    if ("timeout_s" in params) handles.push("timeout");
   } else {
     handles = ["out"];
   }
@@ -249,7 +249,13 @@ export function connect(doc, path, edge) {
   return withGraph(doc, path, (g) => ({ ...g, edges: [...g.edges, edge] }));
 }
 
+// Writes the nodes' `ui`; the same document when none of them moves (the last event of a
+// drag repeats its last position, and must not make an undo step of its own).
 export function moveNodes(doc, path, positions) {
+  const graph = graphAt(doc, path);
+  const moves = graph.nodes.some((node) => positions.has(node.id)
+    && (node.ui?.x !== positions.get(node.id).x || node.ui?.y !== positions.get(node.id).y));
+  if (!moves) return doc;
   return withGraph(doc, path, (graph) => ({
     ...graph,
     nodes: graph.nodes.map((node) => positions.has(node.id)

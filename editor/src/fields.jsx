@@ -322,8 +322,13 @@ export function Field({ label, schema, root, value, onChange, pointer, fieldPath
     widget = isTemplate(resolved)
       ? <TextWithReferences id={id} label={label} value={value} onChange={onChange} ctx={ctx}
         fieldPath={fieldPath} multiline={["template", "prompt", "system", "answer", "question"].includes(key)} />
-      : <input id={id} value={value ?? ""} spellCheck={false}
-        onChange={(event) => onChange(event.target.value === "" && !required ? undefined : event.target.value)} />;
+      : key === "description" ? (
+        <textarea id={id} rows={2} value={value ?? ""}
+          onChange={(event) => onChange(event.target.value === "" && !required ? undefined : event.target.value)} />
+      ) : (
+        <input id={id} value={value ?? ""} spellCheck={false}
+          onChange={(event) => onChange(event.target.value === "" && !required ? undefined : event.target.value)} />
+      );
   } else if (resolved.type === "number" || resolved.type === "integer") {
     widget = <NumberField id={id} schema={resolved} value={value} onChange={onChange} />;
   } else if (resolved.type === "boolean") {

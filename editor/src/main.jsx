@@ -77,8 +77,13 @@ function JsonView({ doc, onApply, onClose }) {
       setError("A flow is a JSON object.");
       return;
     }
-    parsed.nodes = Array.isArray(parsed.nodes) ? parsed.nodes : [];
-    parsed.edges = Array.isArray(parsed.edges) ? parsed.edges : [];
+    const objects = (list) => Array.isArray(list)
+      && list.every((each) => each && typeof each === "object" && !Array.isArray(each));
+    if (!objects(parsed.nodes) || !objects(parsed.edges)) {
+      // The graph cannot be drawn from it; the text stays here to be mended.
+      setError('To be drawn, a flow needs "nodes" and "edges": lists of objects.');
+      return;
+    }
     setError(null);
     onApply(parsed);
   };
@@ -247,17 +252,19 @@ function Editor({ schema }) {
   useEffect(() => {
     const onKey = (event) => {
       const mod = event.ctrlKey || event.metaKey;
-      if (!mod || isTyping(event.target)) return;
       const key = event.key.toLowerCase();
+      if (mod && key === "s") {
+        event.preventDefault();
+        save();
+        return;
+      }
+      if (!mod || isTyping(event.target)) return;
       if (key === "z" && !event.shiftKey) {
         event.preventDefault();
         undo();
       } else if ((key === "z" && event.shiftKey) || key === "y") {
         event.preventDefault();
         redo();
-      } else if (key === "s") {
-        event.preventDefault();
-        save();
       }
     };
     window.addEventListener("keydown", onKey);
@@ -265,9 +272,11 @@ function Editor({ schema }) {
   });
 
   const addAt = (type, screenPoint) => {
-    const canvas = document.querySelector(".canvas").getBoundingClientRect();
-    const point = screenPoint || { x: canvas.left + canvas.width / 2, y: canvas.top + canvas.height / 2 };
-    const at = flowApi.screenToFlowPosition(point);
+    const canvas = document.querySelector(".canvas")?.getBoundingClientRect();
+    setJsonView(false);  // the new node is shown where it lands
+    const point = screenPoint || (canvas
+      ? { x: canvas.left + canvas.width / 2, y: canvas.top + canvas.height / 2 } : null);
+    const at = point ? flowApi.screenToFlowPosition(point) : { x: 0, y: 0 };
     const node = newNode(graph, type, freeSpot(graph, { x: at.x - 100, y: at.y - 30 }), path.length > 0);
     commit(addNode(doc, path, node));
     setSelection({ nodes: [node.id], edges: [] });

@@ -59,9 +59,8 @@ TITLE = Str(max_length=200)
 INPUTS = Obj(values=ValueExpression(), key_pattern=ID_PATTERN)
 OUTPUTS = Obj(values=TypeSpec(), key_pattern=ID_PATTERN)
 TIMEOUT = Num(0, 86400, exclusive_minimum=True)
-# Where an editor draws the node; the engine never reads it. Bounded so a canvas stays usable.
-UI = Obj(fields={"x": Num(-1_000_000, 1_000_000), "y": Num(-1_000_000, 1_000_000)},
-         required=("x", "y"))
+# Where an editor draws the node (docs/dsl.md §2); the engine never reads it.
+UI = Obj(fields={"x": Num(), "y": Num()}, required=("x", "y"))
 ON_ERROR_FIELD = Str(enum=ON_ERROR)
 
 

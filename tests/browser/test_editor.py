@@ -164,7 +164,7 @@ def test_router_built_from_a_new_flow_through_the_ui_alone_saves_publishes_and_r
         open_editor(page, server, "/flows/new/")
         page.fill("#flow-slug", "my-router")
         page.locator('[data-pointer="/name"] input').fill("Length router")
-        page.locator('[data-pointer="/description"] input').fill(
+        page.locator('[data-pointer="/description"] textarea').fill(
             "Long texts are summarised by the LLM, short ones echoed; the branches merge.")
 
         # The nodes, from the palette (start and end come with a new flow).
@@ -404,6 +404,17 @@ def test_the_json_view_round_trips_every_sample_without_changing_its_hash(server
         services.create_flow(ada, sample("hello"), slug=name)
     with chromium_page() as page:
         log_in(page, server, "/flows/", "ada")
+        # What cannot be drawn is refused, and the text stays to be mended.
+        page.goto(f"{server}/flows/{SAMPLE_NAMES[0]}/edit/")
+        page.wait_for_selector(".react-flow__node")
+        action(page, "JSON")
+        for text, says in [('{"nodes": [', "Not JSON"), ('{"dsl": "astron/v1", "nodes": {}}',
+                                                          '"nodes" and "edges"')]:
+            page.fill("#json-text", text)
+            page.get_by_role("button", name="Apply the JSON").click()
+            expect(page.locator(".json-view [role=alert]")).to_contain_text(says)
+            assert page.input_value("#json-text") == text
+        expect(page.locator(".editor")).to_have_attribute("data-dirty", "false")
         for name in SAMPLE_NAMES:
             page.goto(f"{server}/flows/{name}/edit/")
             page.wait_for_selector(".react-flow__node")
@@ -438,6 +449,13 @@ def test_moving_a_node_changes_only_its_ui(server, ada):
         page.mouse.up()
         shifts = {name: node_box(page, name).bounding_box()["y"] - before[name] for name in before}
         assert shifts["echo"] > 60 and abs(shifts["echo"] - shifts["summarize"]) < 1, shifts
+        # The whole drag is one step: one undo puts both back, one redo moves them again.
+        page.locator(".react-flow__pane").click(position={"x": 5, "y": 5})
+        page.keyboard.press("Control+z")
+        expect(page.locator(".editor")).to_have_attribute("data-dirty", "false")
+        assert node_box(page, "echo").bounding_box()["y"] == before["echo"]
+        page.keyboard.press("Control+Shift+z")
+        expect(page.locator(".editor")).to_have_attribute("data-dirty", "true")
         node_box(page, "measure").focus()
         page.keyboard.press("Enter")
         for _ in range(3):

@@ -432,7 +432,7 @@ def test_document_json_schema_rejects_an_unknown_root_key():
 
 
 def test_node_position_is_valid_and_changes_nothing_but_the_document():
-    doc = linear(template("t", ui={"x": -40.5, "y": 300}))
+    doc = linear(template("t", ui={"x": -40.5, "y": 3e9}))
     assert validate_document(doc) == []
 
 
@@ -440,7 +440,7 @@ def test_node_position_is_valid_and_changes_nothing_but_the_document():
     ({"x": 1}, "missing_field", "/nodes/1/ui/y"),
     ({"x": "1", "y": 2}, "wrong_type", "/nodes/1/ui/x"),
     ({"x": 1, "y": 2, "zoom": 1}, "unknown_field", "/nodes/1/ui/zoom"),
-    ({"x": 1, "y": 2_000_000}, "invalid_value", "/nodes/1/ui/y"),
+    ({"x": 1, "y": True}, "wrong_type", "/nodes/1/ui/y"),
     ([1, 2], "wrong_type", "/nodes/1/ui"),
 ])
 def test_bad_node_position_is_reported_at_its_pointer(ui, code, path):
