@@ -19,9 +19,16 @@ const FlowNode = memo(({ id, data, selected }) => {
   const handles = handlesOf(node);
   // React Flow measures a node's handles when it first draws it; new ones (a case added or
   // renamed) must be measured again before an edge can attach to them.
+  // (Not on the first draw, which measures them anyway: one call per node there would
+  // redraw the whole canvas once per node.)
   const updateNodeInternals = useUpdateNodeInternals();
   const handleIds = handles.map((handle) => handle.id).join("\n");
-  useEffect(() => updateNodeInternals(id), [handleIds, id, updateNodeInternals]);
+  const drawnHandles = useRef(handleIds);
+  useEffect(() => {
+    if (drawnHandles.current === handleIds) return;
+    drawnHandles.current = handleIds;
+    updateNodeInternals(id);
+  }, [handleIds, id, updateNodeInternals]);
   const labelled = handles.filter((handle) => handle.label);
   return (
     <div className={`flow-node type-${node.type}${selected ? " selected" : ""}${problems ? " has-problems" : ""}`}
@@ -64,19 +71,33 @@ export const FIT = { padding: 0.2, maxZoom: 1.1 };
 
 export function Canvas({ graph, selection, problemsByNode, problemEdges, onSelect, onMove, onConnect,
   onDelete, onDropType }) {
-  const positions = useMemo(() => positionsOf(graph), [graph]);
+  // The layered layout depends only on the graph's shape: not recomputed while a field is
+  // typed into.
+  const shape = JSON.stringify([(graph.nodes || []).map((node) => [node?.id, node?.ui, nodeHeight(node || {})]),
+    (graph.edges || []).map((edge) => [edge?.from, edge?.to])]);
+  const positions = useMemo(() => positionsOf(graph), [shape]); // eslint-disable-line react-hooks/exhaustive-deps
   // React Flow's nodes: the graph's, with what React Flow measured of them kept across edits.
+  // A node whose definition, problems, selection and place did not change keeps its object,
+  // so that React Flow does not draw it again (a keystroke redraws one node, not all).
   const flowNodes = (previous) => {
     const before = new Map(previous.map((node) => [node.id, node]));
-    return (graph.nodes || []).filter((node) => typeof node?.id === "string").map((node) => ({
-      id: node.id,
-      type: "astron",
-      position: positions.get(node.id),
-      data: { node, problems: problemsByNode.get(node.id) || 0 },
-      selected: selection.nodes.includes(node.id),
-      measured: before.get(node.id)?.measured,
-      ariaLabel: `${node.type} node ${node.id}`,
-    }));
+    return (graph.nodes || []).filter((node) => typeof node?.id === "string").map((node) => {
+      const was = before.get(node.id);
+      const position = positions.get(node.id);
+      const problems = problemsByNode.get(node.id) || 0;
+      const selected = selection.nodes.includes(node.id);
+      if (was && was.data.node === node && was.data.problems === problems && was.selected === selected
+        && was.position.x === position.x && was.position.y === position.y) return was;
+      return {
+        id: node.id,
+        type: "astron",
+        position,
+        data: { node, problems },
+        selected,
+        measured: was?.measured,
+        ariaLabel: `${node.type} node ${node.id}`,
+      };
+    });
   };
   const [nodes, setNodes] = useState(() => flowNodes([]));
   const dragging = useRef(null);
@@ -142,7 +163,7 @@ export function Canvas({ graph, selection, problemsByNode, problemEdges, onSelec
         onNodeDragStop={() => { dragging.current = null; }}
         deleteKeyCode={["Delete", "Backspace"]} multiSelectionKeyCode={["Meta", "Control", "Shift"]}
         selectionKeyCode="Shift"
-        minZoom={0.2} maxZoom={2} proOptions={{ hideAttribution: true }}>
+        minZoom={0.05} maxZoom={2} proOptions={{ hideAttribution: true }}>
         <Background gap={20} size={1} />
         <Controls showInteractive={false} />
         <MiniMap pannable zoomable ariaLabel="Overview of the graph" />

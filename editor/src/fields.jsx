@@ -218,7 +218,7 @@ function ChoiceField({ id, options, value, onChange, required }) {
   return (
     <select id={id} value={value === undefined ? "" : JSON.stringify(value)}
       onChange={(event) => onChange(event.target.value === "" ? undefined : JSON.parse(event.target.value))}>
-      {!required && <option value="">(default)</option>}
+      {(!required || value === undefined) && <option value="">{required ? "choose…" : "(default)"}</option>}
       {options.map((option) => (
         <option key={JSON.stringify(option)} value={JSON.stringify(option)}>{String(option)}</option>
       ))}

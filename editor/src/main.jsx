@@ -171,7 +171,8 @@ function Editor({ schema }) {
   const [flow, setFlow] = useState(boot.flow);
   const [slug, setSlug] = useState("");
   const [slugProblem, setSlugProblem] = useState(null);
-  const [saved, setSaved] = useState(() => (boot.flow ? JSON.stringify(boot.dsl) : null));
+  // The document as last saved (for a new flow: as it started, which loses nothing if left).
+  const [saved, setSaved] = useState(() => JSON.stringify(boot.dsl));
   const [message, setMessage] = useState(null);
   const [busy, setBusy] = useState(false);
   const [jsonView, setJsonView] = useState(false);
@@ -239,7 +240,6 @@ function Editor({ schema }) {
   }, [dirty]);
 
   const commit = useCallback((next, coalesce) => dispatch({ type: "commit", doc: next, coalesce }), []);
-  const editGraph = (change, coalesce) => commit(change(state.doc), coalesce);
 
   const undo = () => {
     dispatch({ type: "undo" });
@@ -417,7 +417,9 @@ function Editor({ schema }) {
           <button type="button" className="secondary" onClick={autoLayout}>Tidy up</button>
           <button type="button" className="secondary" onClick={() => flowApi.fitView(FIT)}>Fit</button>
           <button type="button" className="secondary" aria-pressed={jsonView} onClick={() => setJsonView(!jsonView)}>JSON</button>
-          <span className="save-state" aria-live="polite">{dirty ? "Unsaved changes" : "Saved"}</span>
+          <span className="save-state" aria-live="polite">
+            {dirty ? "Unsaved changes" : flow ? "Saved" : "Not saved yet"}
+          </span>
           <button type="button" onClick={save} disabled={busy} aria-keyshortcuts="Control+S">Save</button>
           <button type="button" onClick={publish} disabled={busy}>Publish</button>
           <button type="button" onClick={openRun} disabled={busy}>Run</button>

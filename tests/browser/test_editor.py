@@ -335,6 +335,24 @@ def test_a_problem_inside_an_iteration_body_leads_into_the_nested_canvas(server,
         saved(page)
         assert document_digest(draft_of("batch")) == document_digest(sample("batch"))
 
+        # The body opens from its node's panel too; what is added there lands in the body.
+        select_node(page, "each")
+        page.get_by_role("button", name="Edit the body (3 nodes)").click()
+        expect(page.locator(".graph-path")).to_contain_text("each (body)")
+        page.locator('.palette-item[data-type="wait"]').click()
+        expect(page.locator(".react-flow__node")).to_have_count(4)
+        page.get_by_label("Connect output to a node").select_option("end")
+        select_node(page, "start")
+        page.get_by_label("Connect output to a node").select_option("wait")
+        wait_checked(page)
+        assert problems_text(page).startswith("No problems"), problems_text(page)
+        page.keyboard.press("Control+s")  # from the focused select: Ctrl+S saves anywhere
+        page.wait_for_selector(".editor[data-dirty=false]")
+        body = draft_of("batch")["nodes"][1]["params"]["body"]
+        assert [node["id"] for node in body["nodes"]] == ["start", "shout", "end", "wait"]
+        assert {"from": "start", "to": "wait"} in body["edges"]
+        assert {"from": "wait", "to": "end"} in body["edges"]
+
 
 def test_undo_redo_keyboard_only_editing_and_the_unsaved_guard(server, ada):
     services.create_flow(ada, sample("router"), slug="router")
