@@ -97,7 +97,8 @@ function ReferencePicker({ label, references, secrets, onPick }) {
 }
 
 // Text with references: the picker inserts at the cursor (or at the end).
-function TextWithReferences({ id, label, value, onChange, multiline, ctx, fieldPath, children }) {
+function TextWithReferences({ id, label, value, onChange, multiline, template, ctx, fieldPath,
+  children }) {
   const element = useRef(null);
   // Where the cursor was when the text last had focus; null: insert at the end.
   const cursor = useRef(null);
@@ -118,7 +119,7 @@ function TextWithReferences({ id, label, value, onChange, multiline, ctx, fieldP
         onSelect={remember} onKeyUp={remember} onClick={remember}
         onChange={(event) => onChange(event.target.value)} spellCheck={false} />
       <div className="field-tools">
-        <ReferencePicker label={label} references={ctx.references(fieldPath)}
+        <ReferencePicker label={label} references={ctx.references(fieldPath, template)}
           secrets={ctx.secretsFor(fieldPath)} onPick={insert} />
         {children}
       </div>
@@ -321,7 +322,7 @@ export function Field({ label, schema, root, value, onChange, pointer, fieldPath
   } else if (resolved.type === "string") {
     widget = isTemplate(resolved)
       ? <TextWithReferences id={id} label={label} value={value} onChange={onChange} ctx={ctx}
-        fieldPath={fieldPath} multiline={["template", "prompt", "system", "answer", "question"].includes(key)} />
+        fieldPath={fieldPath} template multiline={["template", "prompt", "system", "answer", "question"].includes(key)} />
       : key === "description" ? (
         <textarea id={id} rows={2} value={value ?? ""}
           onChange={(event) => onChange(event.target.value === "" && !required ? undefined : event.target.value)} />

@@ -277,7 +277,7 @@ function Editor({ schema }) {
     const point = screenPoint || (canvas
       ? { x: canvas.left + canvas.width / 2, y: canvas.top + canvas.height / 2 } : null);
     const at = point ? flowApi.screenToFlowPosition(point) : { x: 0, y: 0 };
-    const node = newNode(graph, type, freeSpot(graph, { x: at.x - 100, y: at.y - 30 }), path.length > 0);
+    const node = newNode(graph, type, freeSpot(graph, { x: at.x - NODE_WIDTH / 2, y: at.y - 30 }), path.length > 0);
     commit(addNode(doc, path, node));
     setSelection({ nodes: [node.id], edges: [] });
     setMessage(`Added ${type} node "${node.id}".`);

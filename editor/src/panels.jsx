@@ -20,9 +20,9 @@ export function paramsSchema(root, type) {
 function fieldContext({ problems, doc, path, node, secrets }) {
   return {
     problemsAt: (pointer) => problems.filter((problem) => problem.path === pointer),
-    references: (fieldPath) => {
-      const ownInputs = ["template", "end"].includes(node.type) && fieldPath[0] === "params"
-        ? Object.keys(node.inputs || {}) : [];
+    // In a template param, the node's own inputs come first (docs/dsl.md §3, rule 6).
+    references: (fieldPath, template) => {
+      const ownInputs = template && fieldPath[0] === "params" ? Object.keys(node.inputs || {}) : [];
       return [...ownInputs, ...referencesFor(doc, path, node.id)];
     },
     secretsFor: (fieldPath) => (allowsSecrets(node, fieldPath) ? secrets : []),

@@ -513,6 +513,14 @@ def test_secrets_are_offered_where_the_dsl_allows_them_only(server, ada):
         offered = field(page, "/nodes/2/params/template").locator("option").all_inner_texts()
         assert "{{fetch.status}}" in offered
         assert not any("secrets" in text for text in offered)
+        # A template param offers the node's own inputs by name too (dsl.md §3, rule 6); a
+        # value expression does not.
+        add_entry(page, "/nodes/2/inputs", "inputs", "code")
+        offered = field(page, "/nodes/2/params/template").locator("option").all_inner_texts()
+        assert offered[1] == "{{code}}"
+        assert "{{code}}" not in field(page, "/nodes/2/inputs/code").locator(
+            "option").all_inner_texts()
+        pick(page, "/nodes/2/inputs/code", "fetch.status")
         wait_checked(page)
         assert problems_text(page).startswith("No problems")
         saved(page)
