@@ -5,27 +5,20 @@
 // A "graph path" names the graph being edited: [] is the flow itself, ["loop"] the body of
 // the iteration node `loop`, ["loop", "inner"] a body inside that body.
 
-export const NODE_TYPES = [
-  ["start", "Where a run begins: declares the run's inputs."],
-  ["end", "Where a run ends: its inputs are the run's outputs, with an optional answer text."],
-  ["template", "Renders text from references."],
-  ["if_else", "Chooses a branch: the first case whose conditions hold, else `else`."],
-  ["aggregate", "The first source that is not null: merges exclusive branches."],
-  ["code", "Runs a Python function main(**inputs), isolated from the server."],
-  ["http", "Sends an HTTP request; outputs status, headers and body."],
-  ["llm", "Asks a language model; its text streams as it arrives."],
-  ["iteration", "Runs a nested graph once per item of a list."],
-  ["question", "Pauses its branch until a person answers."],
-  ["subflow", "Runs another flow of yours as a child run."],
-  ["wait", "Waits a number of seconds."],
-];
+// The palette's order: how a flow is read, from its ends to its inner workings. Types the
+// schema names and this list does not come last.
+const PALETTE_ORDER = ["start", "end", "template", "if_else", "aggregate", "code", "http", "llm",
+  "iteration", "question", "subflow", "wait"];
 
-// Outputs fixed by each type (docs/dsl.md §5); `start` and `code` declare their own.
-const FIXED_OUTPUTS = {
-  end: [], template: ["text"], if_else: ["branch"], aggregate: ["value"],
-  http: ["status", "headers", "body"], llm: ["text", "usage"], iteration: ["results"],
-  question: ["answer", "option"], subflow: ["outputs"], wait: [],
-};
+// What the schema (GET /api/dsl/schema/) says of each node type: its one-line summary and the
+// outputs every node of it has (null: each node declares its own, as `code` does).
+export function nodeTypes(schema) {
+  const types = new Map(schema.$defs.node.allOf.map((check) => [check.if.properties.type.const,
+    { summary: check.then.description || "", outputs: check.then["x-outputs"] ?? null }]));
+  const order = [...PALETTE_ORDER.filter((type) => types.has(type)),
+    ...[...types.keys()].filter((type) => !PALETTE_ORDER.includes(type))];
+  return new Map(order.map((type) => [type, types.get(type)]));
+}
 
 export const SYS_REFERENCES = ["sys.run_id", "sys.flow", "sys.flow_version", "sys.started_at"];
 const ID_PATTERN = /^[a-z][a-z0-9_]{0,63}$/;
@@ -106,11 +99,14 @@ export function handlesOf(node) {
   return handles.map((id) => ({ id, label: id === "out" ? "" : id }));
 }
 
-export function outputsOf(node) {
+// A node's outputs (docs/dsl.md §2, §5): a start node's are the run's inputs it declares;
+// `types` (nodeTypes) gives the others, or says the node declares its own.
+export function outputsOf(node, types) {
+  const fixed = types.get(node.type)?.outputs;
   let names;
   if (node.type === "start") names = Object.keys(node.params?.inputs || {});
-  else if (node.type === "code") names = Object.keys(node.outputs || {});
-  else names = FIXED_OUTPUTS[node.type] || [];
+  else if (fixed === null) names = Object.keys(node.outputs || {});
+  else names = fixed || [];
   return node.on_error === "branch" ? [...names, "error"] : names;
 }
 
@@ -134,7 +130,7 @@ function ancestorIds(graph, id) {
 // The references a node may use (docs/dsl.md §3): its ancestors' outputs (inside a body,
 // the body's own first, then the iteration node's ancestors outside), `item` and `index`
 // inside a body, and `sys.*`.
-export function referencesFor(doc, path, nodeId) {
+export function referencesFor(doc, path, nodeId, types) {
   const found = [];
   let graph = graphAt(doc, path);
   let id = nodeId;
@@ -142,7 +138,7 @@ export function referencesFor(doc, path, nodeId) {
     const ancestors = ancestorIds(graph, id);
     for (const node of graph.nodes || []) {
       if (!ancestors.has(node.id)) continue;
-      for (const output of outputsOf(node)) found.push(`${node.id}.${output}`);
+      for (const output of outputsOf(node, types)) found.push(`${node.id}.${output}`);
     }
     if (depth === 0) break;
     if (depth === path.length) found.push("item", "index");

@@ -13,7 +13,7 @@ import { createRoot } from "react-dom/client";
 import { call } from "./api.js";
 import { Canvas, FIT } from "./canvas.jsx";
 import {
-  addNode, connect, followHandleRename, graphAt, graphPointer, locate, moveNodes, newNode, NODE_TYPES,
+  addNode, connect, followHandleRename, graphAt, graphPointer, locate, moveNodes, newNode, nodeTypes,
   removeItems, renameNode, setIn, withNode,
 } from "./document.js";
 import { layeredPositions, NODE_WIDTH, positionsOf } from "./layout.js";
@@ -37,12 +37,12 @@ function isTyping(target) {
   return target.closest?.("input, textarea, select, [contenteditable=true]");
 }
 
-function Palette({ onAdd }) {
+function Palette({ types, onAdd }) {
   return (
     <nav className="palette" aria-label="Add a node">
       <h2>Add a node</h2>
       <ul>
-        {NODE_TYPES.map(([type, description]) => (
+        {[...types].map(([type, { summary: description }]) => (
           <li key={type}>
             <button type="button" className="palette-item" data-type={type} draggable
               onDragStart={(event) => {
@@ -178,6 +178,7 @@ function Editor({ schema }) {
   const [jsonView, setJsonView] = useState(false);
   const [running, setRunning] = useState(false);
   const flowApi = useReactFlow();
+  const types = useMemo(() => nodeTypes(schema), [schema]);
   // A note ("Added …", "Saved …") goes after a while; a refusal stays until the next action.
   useEffect(() => {
     if (!message || message.startsWith("Not ")) return undefined;
@@ -428,7 +429,7 @@ function Editor({ schema }) {
       {message && <p className="editor-message" role="status">{message}
         {flow?.published_version ? <> · published: version {flow.published_version}</> : null}</p>}
       <div className="editor-body">
-        <Palette onAdd={(type) => addAt(type)} />
+        <Palette types={types} onAdd={(type) => addAt(type)} />
         <div className="editor-main">
           <nav className="graph-path" aria-label="Which graph">
             {breadcrumbs.map((crumb, index) => (
@@ -456,7 +457,7 @@ function Editor({ schema }) {
         </div>
         <aside className="side" aria-label="Details">
           {selectedNode >= 0 ? (
-            <NodePanel key={`${path.join("/")}:${selection.nodes[0]}`} root={schema} doc={doc} path={path}
+            <NodePanel key={`${path.join("/")}:${selection.nodes[0]}`} root={schema} types={types} doc={doc} path={path}
               graphPointerText={pointerOfGraph} node={graph.nodes[selectedNode]} index={selectedNode}
               problems={problems} secrets={boot.secrets}
               onChangeNode={(key, value) => {

@@ -4,12 +4,9 @@
 import { useEffect, useState } from "react";
 
 import {
-  allowsSecrets, edgeFor, escapePointer, graphAt, handlesOf, NODE_TYPES, referencesFor,
-  sameEdge,
+  allowsSecrets, edgeFor, escapePointer, graphAt, handlesOf, referencesFor, sameEdge,
 } from "./document.js";
 import { Field, resolve } from "./fields.jsx";
-
-const DESCRIPTIONS = Object.fromEntries(NODE_TYPES);
 
 export function paramsSchema(root, type) {
   const check = root.$defs.node.allOf.find((each) => each.if.properties.type.const === type);
@@ -17,13 +14,13 @@ export function paramsSchema(root, type) {
 }
 
 // What the fields of one node need from the editor: problems by pointer, references.
-function fieldContext({ problems, doc, path, node, secrets }) {
+function fieldContext({ problems, doc, path, node, secrets, types }) {
   return {
     problemsAt: (pointer) => problems.filter((problem) => problem.path === pointer),
     // In a template param, the node's own inputs come first (docs/dsl.md §3, rule 6).
     references: (fieldPath, template) => {
       const ownInputs = template && fieldPath[0] === "params" ? Object.keys(node.inputs || {}) : [];
-      return [...ownInputs, ...referencesFor(doc, path, node.id)];
+      return [...ownInputs, ...referencesFor(doc, path, node.id, types)];
     },
     secretsFor: (fieldPath) => (allowsSecrets(node, fieldPath) ? secrets : []),
   };
@@ -102,12 +99,12 @@ function Connections({ graph, node, onConnect, onDisconnect }) {
   );
 }
 
-export function NodePanel({ root, doc, path, graphPointerText, node, index, problems, secrets,
+export function NodePanel({ root, types, doc, path, graphPointerText, node, index, problems, secrets,
   onChangeNode, onRename, onConnect, onDisconnect, onDelete, onOpenBody }) {
   const graph = graphAt(doc, path);
   const pointer = `${graphPointerText}/nodes/${index}`;
   const mine = problems.filter((problem) => problem.path === pointer || problem.path.startsWith(`${pointer}/`));
-  const ctx = fieldContext({ problems: mine, doc, path, node, secrets });
+  const ctx = fieldContext({ problems: mine, doc, path, node, secrets, types });
   const nodeSchema = root.$defs.node;
   const set = (key) => (value) => onChangeNode(key, value);
   const props = nodeSchema.properties;
@@ -119,7 +116,7 @@ export function NodePanel({ root, doc, path, graphPointerText, node, index, prob
     <section className="panel-section" aria-label={`Node ${node.id}`}>
       <header className="panel-head">
         <p className="node-kind"><span className={`type-dot type-${node.type}`} /> {node.type}</p>
-        <p className="muted">{DESCRIPTIONS[node.type]}</p>
+        <p className="muted">{types.get(node.type)?.summary}</p>
       </header>
       {mine.length > 0 && (
         <ul className="node-problems" aria-label="Problems of this node">

@@ -21,7 +21,12 @@ def document_json_schema(registry: Registry | None = None) -> dict[str, Any]:
     type_checks = []
     for name in registry.names():
         strategy = registry[name]
-        then: dict[str, Any] = {"properties": {"params": strategy.params_spec.schema()}}
+        # `description` and `x-outputs` are annotations for editors (docs/editor.md): what the
+        # type does, and the outputs every node of it has (null: each node declares its own).
+        then: dict[str, Any] = {
+            "description": strategy.summary,
+            "x-outputs": None if strategy.fixed_outputs is None else list(strategy.fixed_outputs),
+            "properties": {"params": strategy.params_spec.schema()}}
         if strategy.params_spec.required:
             then["required"] = ["params"]
         if strategy.fixed_outputs is None:

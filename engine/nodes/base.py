@@ -58,6 +58,8 @@ class NodeStrategy:
 
     type_name: ClassVar[str]
     params_spec: ClassVar[Obj] = Obj()
+    # One line on what a node of this type does: editors show it (the schema carries it).
+    summary: ClassVar[str] = ""
     # Outputs every node of this type has; None when each node declares its own (`code`).
     fixed_outputs: ClassVar[dict[str, dict[str, Any]] | None] = {}
     # Pure strategies do no I/O and never yield, so the scheduler runs them inline, without a task.

@@ -27,6 +27,7 @@ RESERVED_HANDLES = frozenset({"else", "error", "timeout"})
 
 class StartNode(NodeStrategy):
     type_name = "start"
+    summary = "Where a run begins: declares the run's inputs."
     pure = True
     params_spec = Obj(fields={"inputs": Obj(
         values=TypeSpec(extra={"required": Bool(), "default": AnyJson()}),
@@ -57,6 +58,7 @@ class StartNode(NodeStrategy):
 
 class EndNode(NodeStrategy):
     type_name = "end"
+    summary = "Where a run ends: its inputs are the run's outputs, with an optional answer text."
     pure = True
     params_spec = Obj(fields={"answer": Template()})
 
@@ -74,6 +76,7 @@ class EndNode(NodeStrategy):
 
 class TemplateNode(NodeStrategy):
     type_name = "template"
+    summary = "Renders text from references."
     pure = True
     params_spec = Obj(fields={"template": Template()}, required=("template",))
     fixed_outputs = {"text": {"type": "string"}}
@@ -88,6 +91,7 @@ CASE_ID = Str(pattern=ID_PATTERN, pattern_code="invalid_param",
 
 class IfElseNode(NodeStrategy):
     type_name = "if_else"
+    summary = "Chooses a branch: the first case whose conditions hold, else `else`."
     pure = True
     fixed_outputs = {"branch": {"type": "string"}}
     params_spec = Obj(fields={"cases": Arr(Obj(
@@ -158,6 +162,7 @@ class IfElseNode(NodeStrategy):
 
 class AggregateNode(NodeStrategy):
     type_name = "aggregate"
+    summary = "The first source that is not null: merges exclusive branches."
     pure = True
     params_spec = Obj(fields={"sources": Arr(ValueExpression())}, required=("sources",))
     fixed_outputs = {"value": {"type": "any"}}

@@ -78,6 +78,7 @@ class FlowVersion(Field):
 class CodeSpec(NodeStrategy):
     side_effects = True
     type_name = "code"
+    summary = "Runs a Python function main(**inputs), isolated from the server."
     fixed_outputs = None
     params_spec = Obj(fields={"code": Str(max_length=256 * 1024),
                               "language": Str(enum=("python",))}, required=("code",))
@@ -104,6 +105,7 @@ class CodeSpec(NodeStrategy):
 class HttpSpec(NodeStrategy):
     side_effects = True
     type_name = "http"
+    summary = "Sends an HTTP request; outputs status, headers and body."
     fixed_outputs = {"status": {"type": "integer"}, "headers": {"type": "object"},
                      "body": {"type": "any"}}
     params_spec = Obj(fields={
@@ -121,6 +123,7 @@ class HttpSpec(NodeStrategy):
 class LlmSpec(NodeStrategy):
     side_effects = True
     type_name = "llm"
+    summary = "Asks a language model; its text streams as it arrives."
     fixed_outputs = {"text": {"type": "string"}, "usage": {"type": "object"}}
     params_spec = Obj(fields={
         "provider": Str(min_length=1, max_length=100),
@@ -140,6 +143,7 @@ OPTION = Obj(fields={"id": CASE_ID, "label": Str(max_length=200)}, required=("id
 class QuestionSpec(NodeStrategy):
     side_effects = True
     type_name = "question"
+    summary = "Pauses its branch until a person answers."
     allows_timeout = False
     fixed_outputs = {"answer": {"type": "string"}, "option": {"type": "string"}}
     params_spec = Obj(fields={
@@ -175,6 +179,7 @@ class QuestionSpec(NodeStrategy):
 
 class IterationSpec(NodeStrategy):
     type_name = "iteration"
+    summary = "Runs a nested graph once per item of a list."
     allows_timeout = False
     holds_slot = False
     has_body = True
@@ -190,6 +195,7 @@ class IterationSpec(NodeStrategy):
 class SubflowSpec(NodeStrategy):
     side_effects = True
     type_name = "subflow"
+    summary = "Runs another flow of yours as a child run."
     allows_timeout = False
     holds_slot = False
     fixed_outputs = {"outputs": {"type": "object"}}

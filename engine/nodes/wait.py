@@ -15,6 +15,7 @@ MAX_SECONDS = 86400
 
 class WaitNode(NodeStrategy):
     type_name = "wait"
+    summary = "Waits a number of seconds."
     params_spec = Obj(fields={"seconds": NumberOrReference(0, MAX_SECONDS)}, required=("seconds",))
 
     async def execute(self, call: NodeCall) -> dict[str, Any]:

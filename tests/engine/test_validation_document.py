@@ -451,3 +451,20 @@ def test_bad_node_position_is_reported_at_its_pointer(ui, code, path):
 def test_schema_describes_the_node_position():
     node_schema = document_json_schema()["$defs"]["node"]
     assert node_schema["properties"]["ui"]["required"] == ["x", "y"]
+
+
+def test_schema_says_what_each_node_type_does_and_outputs():
+    """Editors read these annotations (docs/editor.md): a summary per type, and the outputs
+    every node of it has, null where each node declares its own."""
+    from engine.nodes import shared_default_registry
+
+    registry = shared_default_registry()
+    checks = document_json_schema()["$defs"]["node"]["allOf"]
+    by_type = {check["if"]["properties"]["type"]["const"]: check["then"] for check in checks}
+    assert set(by_type) == set(registry.names())
+    for name, then in by_type.items():
+        assert then["description"].endswith("."), name
+        fixed = registry[name].fixed_outputs
+        assert then["x-outputs"] == (None if fixed is None else list(fixed)), name
+    assert by_type["code"]["x-outputs"] is None
+    assert by_type["http"]["x-outputs"] == ["status", "headers", "body"]
