@@ -22,6 +22,7 @@ export function nodeTypes(schema) {
 
 export const SYS_REFERENCES = ["sys.run_id", "sys.flow", "sys.flow_version", "sys.started_at"];
 const ID_PATTERN = /^[a-z][a-z0-9_]{0,63}$/;
+const RESERVED_IDS = ["sys", "item", "index"];
 
 // --- reading -------------------------------------------------------------------------------
 
@@ -170,14 +171,16 @@ export function withGraph(doc, path, change) {
   };
 }
 
-export function withNode(doc, path, id, change) {
+// The node at `index` of the graph at `path`, changed: by place, not id, so that of two nodes
+// sharing an id (a document pasted in the JSON view) only the one edited changes.
+export function withNodeAt(doc, path, index, change) {
   return withGraph(doc, path, (graph) => ({
-    ...graph, nodes: graph.nodes.map((node) => node.id === id ? change(node) : node),
+    ...graph, nodes: graph.nodes.map((node, at) => (at === index ? change(node) : node)),
   }));
 }
 
 export function freeId(graph, base) {
-  const taken = new Set((graph.nodes || []).map((node) => node.id));
+  const taken = new Set([...(graph.nodes || []).map((node) => node.id), ...RESERVED_IDS]);
   if (!taken.has(base)) return base;
   for (let n = 2; ; n += 1) {
     if (!taken.has(`${base}_${n}`)) return `${base}_${n}`;
@@ -273,28 +276,46 @@ function renameReferences(value, pattern, to) {
   return value;
 }
 
-// Renames a node of the graph at `path`: its edges follow, and so do the references to it in
-// the nodes of that graph (bodies included). An id that is taken or breaks the id rule is
-// refused (null), so an edit never loses an edge.
-export function renameNode(doc, path, from, to) {
+// A node's references to `from`, renamed: its inputs and params, and the nodes of its body,
+// unless the body has a node `from` of its own, which its references mean (dsl.md §5.9).
+function renameIn(node, from, pattern, to) {
+  if (!node || typeof node !== "object") return node;
+  const { body, ...params } = node.params && typeof node.params === "object" ? node.params : {};
+  const renamed = { ...node };
+  if (node.inputs !== undefined) renamed.inputs = renameReferences(node.inputs, pattern, to);
+  if (node.params !== undefined) {
+    renamed.params = typeof node.params === "object" && node.params
+      ? renameReferences(params, pattern, to) : node.params;
+    if (body !== undefined) {
+      const shadowed = Array.isArray(body?.nodes) && body.nodes.some((each) => each?.id === from);
+      renamed.params.body = shadowed || !Array.isArray(body?.nodes) ? body
+        : { ...body, nodes: body.nodes.map((each) => renameIn(each, from, pattern, to)) };
+    }
+  }
+  return renamed;
+}
+
+// Renames the node at `index` of the graph at `path`. When it is the only node of that id,
+// its edges follow, and so do the references to it in the nodes of that graph (bodies
+// included). An id that is taken, reserved or breaks the id rule is refused (null), so an
+// edit never loses an edge.
+export function renameNode(doc, path, index, to) {
   const graph = graphAt(doc, path);
-  if (!ID_PATTERN.test(to) || graph.nodes.some((node) => node.id === to)) return null;
+  const from = graph.nodes[index]?.id;
+  if (!ID_PATTERN.test(to) || RESERVED_IDS.includes(to)
+    || graph.nodes.some((node) => node.id === to)) return null;
+  const alone = graph.nodes.filter((node) => node.id === from).length === 1;
   const pattern = referencePattern(from);
   return withGraph(doc, path, (g) => ({
     ...g,
-    nodes: g.nodes.map((node) => {
-      const renamed = node.id === from ? { ...node, id: to } : node;
-      return { ...renamed, inputs: renamed.inputs && renameReferences(renamed.inputs, pattern, to),
-        params: renamed.params && renameReferences(renamed.params, pattern, to) };
-    }).map(dropUndefined),
-    edges: g.edges.map((edge) => ({
+    nodes: g.nodes.map((node, at) => {
+      const renamed = at === index ? { ...node, id: to } : node;
+      return alone ? renameIn(renamed, from, pattern, to) : renamed;
+    }),
+    edges: alone ? g.edges.map((edge) => ({
       ...edge, from: edge.from === from ? to : edge.from, to: edge.to === from ? to : edge.to,
-    })),
+    })) : g.edges,
   }));
-}
-
-function dropUndefined(node) {
-  return Object.fromEntries(Object.entries(node).filter(([, value]) => value !== undefined));
 }
 
 // Sets (or, with `undefined`, removes) the value at `fieldPath` inside a node.
@@ -336,6 +357,8 @@ export function followHandleRename(doc, path, before, after) {
   const changed = old.map((id, index) => [id, now[index]]).filter(([a, b]) => a !== b);
   if (changed.length !== 1) return doc;
   const [[from, to]] = changed;
+  // Another case already has the old or the new id: whose edges these are is unclear.
+  if (old.filter((id) => id === from).length > 1 || now.filter((id) => id === to).length > 1) return doc;
   return withGraph(doc, path, (graph) => ({
     ...graph,
     edges: graph.edges.map((edge) => (edge.from === after.id && edge.branch === from

@@ -76,11 +76,40 @@ function useDraft(value, format, parse) {
   return [draft, change];
 }
 
+// A list whose choice is an action (insert, connect). A click acts at once; from the
+// keyboard the arrows only move through it (Chromium fires `change` on each) and Enter acts.
+const MOVES = ["ArrowUp", "ArrowDown", "Home", "End", "PageUp", "PageDown"];
+
+export function ActionSelect({ label, className, onPick, children }) {
+  const [value, setValue] = useState("");
+  const byKeys = useRef(false);
+  const act = (chosen) => {
+    setValue("");
+    if (chosen) onPick(chosen);
+  };
+  return (
+    <select className={className} aria-label={label} value={value}
+      onKeyDown={(event) => {
+        if (event.key === "Enter") {
+          event.preventDefault();
+          act(value);
+        } else if (MOVES.includes(event.key)) {
+          byKeys.current = true;
+        }
+      }}
+      onPointerDown={() => { byKeys.current = false; }}
+      onBlur={() => { byKeys.current = false; }}
+      onChange={(event) => (byKeys.current ? setValue(event.target.value) : act(event.target.value))}>
+      {children}
+    </select>
+  );
+}
+
 function ReferencePicker({ label, references, secrets, onPick }) {
   if (!references.length && !secrets.length) return null;
   return (
-    <select className="reference-picker" aria-label={`Insert a reference into ${label}`} value=""
-      onChange={(event) => event.target.value && onPick(`{{${event.target.value}}}`)}>
+    <ActionSelect className="reference-picker" label={`Insert a reference into ${label}`}
+      onPick={(chosen) => onPick(`{{${chosen}}}`)}>
       <option value="">Insert a reference…</option>
       {references.length > 0 && (
         <optgroup label="Outputs and run facts">
@@ -92,7 +121,7 @@ function ReferencePicker({ label, references, secrets, onPick }) {
           {secrets.map((name) => <option key={name} value={`secrets.${name}`}>{`{{secrets.${name}}}`}</option>)}
         </optgroup>
       )}
-    </select>
+    </ActionSelect>
   );
 }
 
@@ -231,9 +260,12 @@ function ChoiceField({ id, options, value, onChange, required }) {
 function MapField({ label, schema, value, onChange, pointer, fieldPath, ctx, root }) {
   const entries = Object.entries(value || {});
   const valueSchema = resolve(schema.additionalProperties, root);
-  const rename = (from, to) => {
+  const box = useRef(null);
+  const refocus = useRefocus(box);
+  const rename = (from, to, byEnter) => {
     if (!to || to === from || (value && to in value)) return false;
     onChange(Object.fromEntries(entries.map(([key, each]) => [key === from ? to : key, each])));
+    if (byEnter) refocus.current = to;
     return true;
   };
   const add = () => {
@@ -242,7 +274,7 @@ function MapField({ label, schema, value, onChange, pointer, fieldPath, ctx, roo
     onChange({ ...(value || {}), [`name_${n}`]: blankValue(valueSchema, root, "name") });
   };
   return (
-    <div className="map-field">
+    <div className="map-field" ref={box}>
       {entries.length === 0 && <p className="field-note">None yet.</p>}
       {entries.map(([key, each]) => (
         <div className="map-row" key={key}>
@@ -260,17 +292,51 @@ function MapField({ label, schema, value, onChange, pointer, fieldPath, ctx, roo
   );
 }
 
-function KeyInput({ label, value, onRename }) {
+// A name or id that is saved when it is left or Enter is pressed, not at each keystroke:
+// half-typed, it would collide with its neighbours (`case_1` on the way to `case_10`).
+// `data-refocus` lets the field that redraws it under its new name give it the focus back.
+function KeyInput({ label, value, onRename, id, className = "key" }) {
   const [draft, setDraft] = useState(value);
   useEffect(() => setDraft(value), [value]);
-  const done = () => {
-    if (!onRename(draft.trim())) setDraft(value);
+  const done = (byEnter) => {
+    if (draft.trim() === value) return;
+    if (!onRename(draft.trim(), byEnter)) setDraft(value);
   };
   return (
-    <input className="key" aria-label={label} value={draft} spellCheck={false}
-      onChange={(event) => setDraft(event.target.value)} onBlur={done}
-      onKeyDown={(event) => event.key === "Enter" && done()} />
+    <input id={id} className={className} aria-label={id ? undefined : label} value={draft}
+      spellCheck={false} data-name={value}
+      onChange={(event) => setDraft(event.target.value)} onBlur={() => done(false)}
+      onKeyDown={(event) => event.key === "Enter" && done(true)} />
   );
+}
+
+// A case's or an option's id: it names a handle, whose edges follow a new id once it is
+// complete (document.js, followHandleRename).
+function IdInput({ id, value, onChange }) {
+  const holder = useRef(null);
+  const refocus = useRefocus(holder);
+  return (
+    <span ref={holder} className="id-input">
+      <KeyInput id={id} className="" value={value} onRename={(to, byEnter) => {
+        if (!to) return false;
+        onChange(to);
+        if (byEnter) refocus.current = to;
+        return true;
+      }} />
+    </span>
+  );
+}
+
+// After a rename by Enter, the renamed row's name input (a new element) gets the focus.
+function useRefocus(container) {
+  const wanted = useRef(null);
+  useEffect(() => {
+    if (wanted.current === null) return;
+    const input = container.current?.querySelector(`input[data-name="${CSS.escape(wanted.current)}"]`);
+    wanted.current = null;
+    input?.focus();
+  });
+  return wanted;
 }
 
 function ListField({ label, schema, value, onChange, pointer, fieldPath, ctx, root }) {
@@ -309,7 +375,9 @@ export function Field({ label, schema, root, value, onChange, pointer, fieldPath
   const key = fieldPath[fieldPath.length - 1];
   let widget;
   let group = false;
-  if (key === "code" && resolved.type === "string") {
+  if (key === "id" && resolved.type === "string") {
+    widget = <IdInput id={id} value={value ?? ""} onChange={onChange} />;
+  } else if (key === "code" && resolved.type === "string") {
     widget = <CodeEditor id={id} label={label} value={value ?? ""} onChange={onChange} />;
   } else if (resolved.anyOf) {
     widget = <LooseField id={id} value={value} onChange={onChange} />;
@@ -345,7 +413,7 @@ export function Field({ label, schema, root, value, onChange, pointer, fieldPath
   } else if (resolved.type === "object" && resolved.properties) {
     group = true;
     const object = value && typeof value === "object" ? value : {};
-    widget = Object.entries(resolved.properties).filter(([name]) => !skip.includes(name)).map(([name, inner]) => (
+    const fields = Object.entries(resolved.properties).filter(([name]) => !skip.includes(name)).map(([name, inner]) => (
       <Field key={name} label={name} schema={inner} root={root} value={object[name]}
         required={(resolved.required || []).includes(name)} pointer={`${pointer}/${escapePointer(name)}`}
         fieldPath={[...fieldPath, name]} ctx={ctx}
@@ -353,9 +421,17 @@ export function Field({ label, schema, root, value, onChange, pointer, fieldPath
           const updated = { ...object };
           if (next === undefined) delete updated[name];
           else updated[name] = next;
-          onChange(Object.keys(updated).length || required ? updated : undefined);
+          onChange(updated);  // emptied, it stays open: "Remove" takes it away
         }} />
     ));
+    widget = (
+      <>
+        {fields}
+        {!required && (
+          <button type="button" className="small" onClick={() => onChange(undefined)}>Remove {label}</button>
+        )}
+      </>
+    );
   } else if (resolved.type === "object" && resolved.additionalProperties) {
     group = true;
     widget = <MapField label={label} schema={resolved} root={root} value={value} onChange={onChange}
@@ -370,7 +446,9 @@ export function Field({ label, schema, root, value, onChange, pointer, fieldPath
   if (group) {
     return (
       <fieldset className="field group" data-pointer={pointer}>
-        {!hideLabel && <legend>{label}{required && <span className="required" title="required"> *</span>}</legend>}
+        <legend className={hideLabel ? "visually-hidden" : undefined}>
+          {label}{required && <span className="required" title="required"> *</span>}
+        </legend>
         {widget}
         <FieldProblems problems={problems} />
       </fieldset>

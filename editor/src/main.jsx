@@ -14,7 +14,7 @@ import { call } from "./api.js";
 import { Canvas, FIT } from "./canvas.jsx";
 import {
   addNode, connect, followHandleRename, graphAt, graphPointer, locate, moveNodes, newNode, nodeTypes,
-  removeItems, renameNode, setIn, withNode,
+  removeItems, renameNode, setIn, withNodeAt,
 } from "./document.js";
 import { layeredPositions, NODE_WIDTH, positionsOf } from "./layout.js";
 import { FlowPanel, NodePanel, ProblemList } from "./panels.jsx";
@@ -64,7 +64,20 @@ function Palette({ types, onAdd }) {
 function JsonView({ doc, onApply, onClose }) {
   const [text, setText] = useState(() => JSON.stringify(doc, null, 2));
   const [error, setError] = useState(null);
-  useEffect(() => setText(JSON.stringify(doc, null, 2)), [doc]);
+  // The text follows the document while it holds no edits of its own; edited, it is kept, and
+  // a note says the document has changed beside it.
+  const shown = useRef(text);
+  const [behind, setBehind] = useState(false);
+  useEffect(() => {
+    const now = JSON.stringify(doc, null, 2);
+    if (now === shown.current) return;
+    if (text === shown.current) {
+      shown.current = now;
+      setText(now);
+    } else {
+      setBehind(true);
+    }
+  }, [doc]); // eslint-disable-line react-hooks/exhaustive-deps
   const apply = () => {
     let parsed;
     try {
@@ -97,12 +110,25 @@ function JsonView({ doc, onApply, onClose }) {
         </div>
       </div>
       {error && <p className="field-problems" role="alert">{error}</p>}
+      {behind && <p className="field-note" role="status">The document changed since this text was edited: applying it replaces those changes.</p>}
       <textarea id="json-text" value={text} spellCheck={false} onChange={(event) => setText(event.target.value)} />
     </section>
   );
 }
 
 function RunDialog({ doc, onStart, onClose, busy }) {
+  const form = useRef(null);
+  // Focus goes into the dialog, Escape closes it, and focus comes back where it was.
+  useEffect(() => {
+    const before = document.activeElement;
+    form.current.querySelector("input, button")?.focus();
+    const onKey = (event) => event.key === "Escape" && onClose();
+    window.addEventListener("keydown", onKey);
+    return () => {
+      window.removeEventListener("keydown", onKey);
+      before?.focus?.();
+    };
+  }, [onClose]);
   const inputs = Object.entries(doc.nodes.find((node) => node.type === "start")?.params?.inputs || {});
   const [values, setValues] = useState(() => Object.fromEntries(inputs.map(([name, spec]) => [name,
     spec.default === undefined ? "" : (spec.type === "string" ? spec.default : JSON.stringify(spec.default))])));
@@ -128,13 +154,13 @@ function RunDialog({ doc, onStart, onClose, busy }) {
   };
   return (
     <div className="dialog-backdrop">
-      <form className="dialog" role="dialog" aria-modal="true" aria-labelledby="run-title" onSubmit={start}>
+      <form className="dialog" ref={form} role="dialog" aria-modal="true" aria-labelledby="run-title" onSubmit={start}>
         <h2 id="run-title">Start a run of the draft</h2>
         {inputs.length === 0 && <p className="muted">This flow takes no inputs.</p>}
         {inputs.map(([name, spec]) => (
           <div className="field" key={name}>
             <label htmlFor={`run-input-${name}`}>{name} <small className="muted">{spec.type}{spec.required ? ", required" : ""}</small></label>
-            <input id={`run-input-${name}`} value={values[name]} autoFocus={name === inputs[0][0]}
+            <input id={`run-input-${name}`} value={values[name]}
               onChange={(event) => setValues({ ...values, [name]: event.target.value })} />
           </div>
         ))}
@@ -178,6 +204,8 @@ function Editor({ schema }) {
   const [jsonView, setJsonView] = useState(false);
   const [running, setRunning] = useState(false);
   const flowApi = useReactFlow();
+  const saving = useRef(false);
+  const latest = useRef({});
   const types = useMemo(() => nodeTypes(schema), [schema]);
   // A note ("Added …", "Saved …") goes after a while; a refusal stays until the next action.
   useEffect(() => {
@@ -240,7 +268,8 @@ function Editor({ schema }) {
     return () => window.removeEventListener("beforeunload", guard);
   }, [dirty]);
 
-  const commit = useCallback((next, coalesce) => dispatch({ type: "commit", doc: next, coalesce }), []);
+  const commit = useCallback((next, coalesce) => dispatch({ type: "commit", doc: next, coalesce,
+    at: performance.now() }), []);
 
   const undo = () => {
     dispatch({ type: "undo" });
@@ -256,7 +285,9 @@ function Editor({ schema }) {
       const key = event.key.toLowerCase();
       if (mod && key === "s") {
         event.preventDefault();
-        save();
+        // A field that saves on leaving it (an id, a name) saves first; then the save sees it.
+        document.activeElement?.blur?.();
+        setTimeout(() => latest.current.save(), 0);
         return;
       }
       if (!mod || isTyping(event.target)) return;
@@ -274,7 +305,6 @@ function Editor({ schema }) {
 
   const addAt = (type, screenPoint) => {
     const canvas = document.querySelector(".canvas")?.getBoundingClientRect();
-    setJsonView(false);  // the new node is shown where it lands
     const point = screenPoint || (canvas
       ? { x: canvas.left + canvas.width / 2, y: canvas.top + canvas.height / 2 } : null);
     const at = point ? flowApi.screenToFlowPosition(point) : { x: 0, y: 0 };
@@ -301,7 +331,8 @@ function Editor({ schema }) {
   }, []);
 
   const onMove = useCallback((moved, coalesce) => {
-    dispatch({ type: "edit", coalesce, change: (current) => moveNodes(current, path, moved) });
+    dispatch({ type: "edit", coalesce, at: performance.now(),
+      change: (current) => moveNodes(current, path, moved) });
   }, [path]);
 
   const remove = (nodeIds, edgeIndexes) => {
@@ -333,6 +364,8 @@ function Editor({ schema }) {
   };
 
   const save = async () => {
+    if (saving.current) return false;  // one save at a time: a second POST would make a second flow
+    saving.current = true;
     setBusy(true);
     setMessage(null);
     try {
@@ -355,9 +388,11 @@ function Editor({ schema }) {
       setMessage(`Not saved: ${error.message}`);
       return false;
     } finally {
+      saving.current = false;
       setBusy(false);
     }
   };
+  latest.current.save = save;
 
   const publish = async () => {
     if ((dirty || !flow) && !(await save())) return;
@@ -379,6 +414,8 @@ function Editor({ schema }) {
     if ((dirty || !flow) && !(await save())) return;
     setRunning(true);
   };
+
+  const closeRun = useCallback(() => setRunning(false), []);
 
   const startRun = async (inputs) => {
     setBusy(true);
@@ -457,17 +494,17 @@ function Editor({ schema }) {
         </div>
         <aside className="side" aria-label="Details">
           {selectedNode >= 0 ? (
-            <NodePanel key={`${path.join("/")}:${selection.nodes[0]}`} root={schema} types={types} doc={doc} path={path}
+            <NodePanel key={`${path.join("/")}:${selectedNode}`} root={schema} types={types} doc={doc} path={path}
               graphPointerText={pointerOfGraph} node={graph.nodes[selectedNode]} index={selectedNode}
               problems={problems} secrets={boot.secrets}
               onChangeNode={(key, value) => {
                 const before = graph.nodes[selectedNode];
                 const after = setIn(before, [key], value);
-                const edited = withNode(doc, path, before.id, () => after);
+                const edited = withNodeAt(doc, path, selectedNode, () => after);
                 commit(followHandleRename(edited, path, before, after), `${path.join("/")}:${before.id}:${key}`);
               }}
               onRename={(to) => {
-                const renamed = renameNode(doc, path, selection.nodes[0], to);
+                const renamed = renameNode(doc, path, selectedNode, to);
                 if (!renamed) return false;
                 commit(renamed);
                 setSelection({ nodes: [to], edges: [] });
@@ -484,7 +521,7 @@ function Editor({ schema }) {
           <ProblemList problems={problems} checking={checking} onShow={showProblem} />
         </aside>
       </div>
-      {running && <RunDialog doc={doc} busy={busy} onStart={startRun} onClose={() => setRunning(false)} />}
+      {running && <RunDialog doc={doc} busy={busy} onStart={startRun} onClose={closeRun} />}
     </div>
   );
 }

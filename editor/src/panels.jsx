@@ -6,7 +6,7 @@ import { useEffect, useState } from "react";
 import {
   allowsSecrets, edgeFor, escapePointer, graphAt, handlesOf, referencesFor, sameEdge,
 } from "./document.js";
-import { Field, resolve } from "./fields.jsx";
+import { ActionSelect, Field, resolve } from "./fields.jsx";
 
 export function paramsSchema(root, type) {
   const check = root.$defs.node.allOf.find((each) => each.if.properties.type.const === type);
@@ -26,7 +26,7 @@ function fieldContext({ problems, doc, path, node, secrets, types }) {
   };
 }
 
-function IdField({ value, onRename, problems }) {
+function IdField({ value, onRename, problems, pointer }) {
   const [draft, setDraft] = useState(value);
   const [refused, setRefused] = useState(false);
   useEffect(() => {
@@ -39,7 +39,7 @@ function IdField({ value, onRename, problems }) {
     setRefused(!ok);
   };
   return (
-    <div className="field" data-pointer="id">
+    <div className="field" data-pointer={pointer}>
       <label htmlFor="node-id">id</label>
       <input id="node-id" value={draft} spellCheck={false} onChange={(event) => setDraft(event.target.value)}
         onBlur={done} onKeyDown={(event) => event.key === "Enter" && done()}
@@ -87,11 +87,11 @@ function Connections({ graph, node, onConnect, onDisconnect }) {
                   onClick={() => onDisconnect(index)}>×</button>
               </span>
             ))}
-            <select aria-label={`Connect ${name} to a node`} value=""
-              onChange={(event) => event.target.value && onConnect(edgeFor(node.id, handle.id, event.target.value))}>
+            <ActionSelect label={`Connect ${name} to a node`}
+              onPick={(target) => onConnect(edgeFor(node.id, handle.id, target))}>
               <option value="">connect to…</option>
               {others.map((each) => <option key={each.id} value={each.id}>{each.id}</option>)}
-            </select>
+            </ActionSelect>
           </div>
         );
       })}
@@ -112,6 +112,9 @@ export function NodePanel({ root, types, doc, path, graphPointerText, node, inde
   const params = paramsSchema(root, node.type);
   const inBody = path.length > 0;
   const hasTimeout = !["question", "iteration", "subflow"].includes(node.type);
+  // Open at first when the node uses any of it; then as the person leaves it.
+  const [errorsOpen, setErrorsOpen] = useState(
+    () => Boolean(node.on_error || node.retry || node.timeout_s !== undefined));
   return (
     <section className="panel-section" aria-label={`Node ${node.id}`}>
       <header className="panel-head">
@@ -123,7 +126,8 @@ export function NodePanel({ root, types, doc, path, graphPointerText, node, inde
           {mine.map((problem, at) => <li key={at}><code>{problem.code}</code> {problem.message} <small>{problem.path.slice(pointer.length) || "/"}</small></li>)}
         </ul>
       )}
-      <IdField value={node.id} onRename={onRename} problems={ctx.problemsAt(`${pointer}/id`)} />
+      <IdField value={node.id} onRename={onRename} problems={ctx.problemsAt(`${pointer}/id`)}
+        pointer={`${pointer}/id`} />
       <Field label="title" schema={props.title} {...common} value={node.title} onChange={set("title")}
         pointer={`${pointer}/title`} fieldPath={["title"]} />
       {node.type !== "start" && (
@@ -145,7 +149,8 @@ export function NodePanel({ root, types, doc, path, graphPointerText, node, inde
           pointer={`${pointer}/outputs`} fieldPath={["outputs"]} required />
       )}
       {!["start", "end"].includes(node.type) && (
-        <details className="errors-section" open={Boolean(node.on_error || node.retry || node.timeout_s) || undefined}>
+        <details className="errors-section" open={errorsOpen}
+          onToggle={(event) => setErrorsOpen(event.currentTarget.open)}>
           <summary>Errors, retries and timeout</summary>
           <Field label="on_error" schema={props.on_error} {...common} value={node.on_error} onChange={set("on_error")}
             pointer={`${pointer}/on_error`} fieldPath={["on_error"]} />

@@ -97,6 +97,7 @@ def add_node(page, node_type: str, node_id: str) -> None:
     page.fill("#node-id", node_id)
     page.press("#node-id", "Enter")
     page.wait_for_selector(f'.side section[aria-label="Node {node_id}"]')
+    expect(page.locator("#node-id")).to_be_focused()  # renamed, the field keeps the focus
 
 
 def drag_connect(page, source: str, handle: str, target: str) -> None:
@@ -366,8 +367,16 @@ def test_undo_redo_keyboard_only_editing_and_the_unsaved_guard(server, ada):
         page.keyboard.press("Enter")
         expect(nodes).to_have_count(8)
         expect(page.locator(".editor")).to_have_attribute("data-dirty", "true")
-        page.get_by_label("Connect output to a node").select_option("end")
+        # The arrows move through the list and only Enter connects (measure … merge, end).
+        connect_to = page.get_by_label("Connect output to a node")
+        connect_to.focus()
+        for _ in range(6):
+            page.keyboard.press("ArrowDown")
+        expect(edges).to_have_count(7)
+        page.keyboard.press("Enter")
         expect(edges).to_have_count(8)
+        assert node_box(page, "wait").get_attribute("aria-label") is not None
+        expect(page.locator('.react-flow__edge[aria-label="Edge from wait to end"]')).to_have_count(1)
         page.get_by_label("Connect output to a node").focus()
         page.keyboard.press("Escape")
         node_box(page, "wait").focus()
@@ -544,3 +553,40 @@ def test_a_new_flow_with_a_taken_slug_is_refused_and_kept_on_screen(server, ada)
         assert page.url.endswith("/flows/fresh/edit/")
         assert draft_of("fresh")["name"] == "Untitled flow"
         assert draft_of("taken") == sample("hello")
+
+
+def test_renaming_a_node_follows_its_references_but_not_into_a_body_with_its_own(server, ada):
+    document = {
+        "dsl": "astron/v1", "name": "Shadowed",
+        "nodes": [
+            {"id": "start", "type": "start", "params": {"inputs": {}}},
+            {"id": "calc", "type": "code", "params": {"code": "def main():\n    return {'n': 2}"},
+             "outputs": {"n": {"type": "integer"}}},
+            {"id": "each", "type": "iteration", "params": {"items": [1, 2], "body": {
+                "nodes": [{"id": "bstart", "type": "start"},
+                          {"id": "calc", "type": "template", "params": {"template": "{{item}}"}},
+                          {"id": "bend", "type": "end", "inputs": {"t": "{{calc.text}}"}}],
+                "edges": [{"from": "bstart", "to": "calc"}, {"from": "calc", "to": "bend"}]}}},
+            {"id": "end", "type": "end", "inputs": {"n": "{{calc.n}}", "all": "{{each.results}}"}}],
+        # `calc` outside is not an ancestor of `each`: inside, `calc` is the body's own.
+        "edges": [{"from": "start", "to": "calc"}, {"from": "start", "to": "each"},
+                  {"from": "calc", "to": "end"}, {"from": "each", "to": "end"}]}
+    services.create_flow(ada, document, slug="shadowed")
+    with chromium_page() as page:
+        open_editor(page, server, "/flows/shadowed/edit/")
+        select_node(page, "calc")
+        for refused in ("item", "each", "Bad id"):
+            page.fill("#node-id", refused)
+            page.press("#node-id", "Enter")
+            expect(page.locator("#node-id-note")).to_contain_text("Not renamed")
+        page.fill("#node-id", "total")
+        page.press("#node-id", "Enter")
+        wait_checked(page)
+        assert problems_text(page).startswith("No problems"), problems_text(page)
+        saved(page)
+        stored = draft_of("shadowed")
+        assert stored["nodes"][1]["id"] == "total"
+        assert stored["nodes"][3]["inputs"]["n"] == "{{total.n}}"
+        assert {"from": "total", "to": "end"} in stored["edges"]
+        body = stored["nodes"][2]["params"]["body"]
+        assert body["nodes"][1]["id"] == "calc" and body["nodes"][2]["inputs"]["t"] == "{{calc.text}}"
