@@ -157,7 +157,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "flows.probes.ProbeMiddleware",  # /healthz and /readyz, whatever the Host header
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "astron.static.CollectedFirst",  # WhiteNoise, collected files first
     "flows.api.middleware.BodyLimitMiddleware",  # 413 before anything reads an API body
     "django.contrib.sessions.middleware.SessionMiddleware",
     "flows.api.middleware.CommonMiddleware",  # Django's, without slash redirects under /api/

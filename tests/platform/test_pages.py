@@ -407,6 +407,29 @@ def test_static_files_are_served_without_collectstatic(tmp_path, settings):
         response.close()  # WhiteNoise streams the file: let it go
 
 
+def test_collected_static_files_are_sent_compressed(tmp_path, settings):
+    """After collectstatic, a file comes from STATIC_ROOT with its gzip copy, not from its
+    app's folder (which has none); what was not collected still comes from the app."""
+    import gzip
+
+    root = tmp_path / "static"
+    (root / "flows" / "css").mkdir(parents=True)
+    (root / "flows" / "css" / "astron.css").write_text("body { color: red; }\n" * 100)
+    (root / "flows" / "css" / "astron.css.gz").write_bytes(
+        gzip.compress(b"body { color: red; }\n" * 100))
+    settings.STATIC_ROOT = root
+    settings.DEBUG = False
+    client = Client()
+
+    response = client.get("/static/flows/css/astron.css", HTTP_ACCEPT_ENCODING="gzip")
+    assert response.status_code == 200 and response["Content-Encoding"] == "gzip"
+    assert gzip.decompress(b"".join(response.streaming_content)) == b"body { color: red; }\n" * 100
+    response.close()
+    plain = client.get("/static/flows/favicon.svg", HTTP_ACCEPT_ENCODING="gzip")
+    assert plain.status_code == 200 and "Content-Encoding" not in plain
+    plain.close()
+
+
 def test_the_pages_send_a_content_security_policy(client, owner):
     client.force_login(owner)
     for path in ("/flows/", "/login/"):
