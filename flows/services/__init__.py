@@ -2,7 +2,7 @@
 
 from flows.services.documents import check_dsl, problems_of
 from flows.services.flows import create_flow, delete_flow, flow_of, publish_flow, update_flow
-from flows.services.maintenance import prune_runs
+from flows.services.maintenance import prune_audit, prune_runs
 from flows.services.runs import (
     answer_run,
     cancel_run,
@@ -27,6 +27,7 @@ __all__ = [
     "document_of",
     "flow_of",
     "problems_of",
+    "prune_audit",
     "prune_runs",
     "publish_flow",
     "request_fingerprint",

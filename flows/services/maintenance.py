@@ -1,4 +1,5 @@
-"""Keeping the tables small: old finished runs go, with their node runs and events."""
+"""Keeping the tables small: old finished runs go, with their node runs and events; old
+audit entries go only when an operator asks (`prune_audit`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from flows.models import Run
+from flows.models import AuditEntry, Run
 
 IDEMPOTENCY_KEPT = timedelta(hours=24)
 
@@ -45,4 +46,17 @@ def prune_runs(older_than_days: float, batch_size: int = 1000, dry_run: bool = F
         deleted += per_model.get(Run._meta.label, 0)
         if progress is not None:
             progress(deleted)
+    return deleted
+
+
+def prune_audit(older_than_days: float, batch_size: int = 5000, dry_run: bool = False) -> int:
+    """Delete audit entries older than `older_than_days`, `batch_size` at a time; the number
+    deleted (with `dry_run`, the number that would be). Nothing else deletes them."""
+    old = AuditEntry.objects.filter(at__lt=timezone.now() - timedelta(days=older_than_days))
+    if dry_run:
+        return old.count()
+    deleted = 0
+    while batch := list(old.order_by("at").values_list("pk", flat=True)[:batch_size]):
+        # A queryset's delete, in SQL: the model's own delete() refuses, on purpose.
+        deleted += AuditEntry.objects.filter(pk__in=batch).delete()[0]
     return deleted

@@ -105,3 +105,26 @@ def test_the_bundle_is_built_from_the_sources_as_they_are():
     for name, version in built["packages"].items():
         assert f"| {name} | {version} |" in listed
     assert {"@xyflow/react", "@dagrejs/dagre", "react", "codemirror"} <= set(built["packages"])
+
+
+@pytest.mark.parametrize("position, code", [
+    ({"x": 1}, "missing_field"), ({"x": "1", "y": 2}, "wrong_type"),
+    ({"x": 1, "y": 2, "zoom": 3}, "unknown_field"),
+])
+def test_a_bad_position_is_refused_at_its_pointer_and_nothing_is_written(owner, api, position,
+                                                                         code):
+    """What the editor saves goes through the API's validation like any document."""
+    flow = factories.flow(owner, slug="hello")
+    document = json.loads(json.dumps(flow.draft))
+    document["nodes"][0]["ui"] = position
+    with factories.no_rows_change():
+        error = factories.assert_error(
+            api.put("/api/flows/hello/", {"dsl": document}, format="json"), 400, "invalid_dsl")
+    assert any(detail["code"] == code and detail["path"].startswith("/nodes/0/ui")
+               for detail in error["details"]), error
+
+
+def test_the_editor_pages_only_show(owner, browser):
+    factories.flow(owner, slug="hello")
+    for path in ("/flows/new/", "/flows/hello/edit/"):
+        assert browser.post(path).status_code == 405

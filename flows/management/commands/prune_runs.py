@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
 from flows import services
-
-MAX_DAYS = 36_500  # a hundred years: beyond, the cut-off date itself overflows
+from flows.management.pruning import add_age_arguments, check_age_arguments
 
 
 class Command(BaseCommand):
@@ -17,19 +16,11 @@ class Command(BaseCommand):
             "so are runs started with an Idempotency-Key in the last 24 hours.")
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--older-than", type=float, required=True, metavar="DAYS",
-                            help="age in days (fractions allowed) of the runs to delete")
-        parser.add_argument("--batch-size", type=int, default=1000,
-                            help="runs deleted per transaction (default 1000)")
-        parser.add_argument("--dry-run", action="store_true",
-                            help="only count the runs that would be deleted")
+        add_age_arguments(parser, "runs", batch_size=1000)
 
     def handle(self, *args: Any, older_than: float, batch_size: int, dry_run: bool,
                **options: Any) -> None:
-        if not 0 <= older_than <= MAX_DAYS:  # nan and inf fail this too
-            raise CommandError(f"--older-than must be a number of days from 0 to {MAX_DAYS}")
-        if batch_size < 1:
-            raise CommandError("--batch-size must be at least 1")
+        check_age_arguments(older_than, batch_size)
         age = f"older than {older_than:g} day{'' if older_than == 1 else 's'}"
         if dry_run:
             count = services.prune_runs(older_than, batch_size, dry_run=True)
