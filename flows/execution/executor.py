@@ -131,6 +131,8 @@ class Executor:
         asyncio.run_coroutine_threadsafe(interrupt(), loop)
         if self._thread is not None:
             self._thread.join(timeout=10)
+            if self._thread.is_alive():  # its runs still unwind: a new loop would share them
+                logger.warning("the executor's thread did not stop within 10 s")
 
     def prestart_sandbox(self) -> None:
         """Start the code sandbox's processes now, on this executor's loop, so the first code

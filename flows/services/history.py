@@ -7,7 +7,7 @@ projections of them kept for fast reads, updated from the same batch.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -38,7 +38,13 @@ class Batch:
     writes nothing after `run.finished`): whoever sees the run finished sees it let go.
 
     `known_nodes`, when the caller knows it (the sink of an execution), names the nodes that
-    may already have a node-run row: only those are looked up before the projection."""
+    may already have a node-run row: only those are looked up before the projection.
+
+    Storing a batch again is harmless: a store can commit and its caller never hear so (the
+    executor stopping while the store's thread commits, a connection dropped with the
+    COMMIT's answer), and the sink then sends the same events again. Events the run has
+    stored already are skipped (by seq: under a lease, only this execution wrote them), so
+    the retry neither fails on the unique (run, seq) nor counts anything twice."""
 
     run_id: Any
     events: list[Event]
@@ -89,12 +95,13 @@ def _store_together(batches: list[Batch]) -> list[list[Event] | Exception]:
         for index in order:
             batch = batches[index]
             try:  # first, as the fence: a refused batch writes nothing
-                _project_run(batch.run_id, batch.events, batch.lease)
+                new = _project_run(batch.run_id, batch.events, batch.lease)
             except LeaseLost as lost:
                 outcomes[index] = lost
                 continue
-            outcomes[index] = batch.events
-            kept.append(batch)
+            outcomes[index] = batch.events  # all of them published: none was, if sent again
+            if new:
+                kept.append(replace(batch, events=new))
         _insert_events(kept)
         created: list[NodeRun] = []
         for batch in kept:
@@ -189,7 +196,32 @@ def _insert_events(batches: list[Batch]) -> None:
         cursor.executemany(sql, rows)
 
 
-def _project_run(run_id: Any, events: list[Event], lease: Any) -> None:
+def _project_run(run_id: Any, events: list[Event], lease: Any) -> list[Event]:
+    """Fence the batch and project it onto the run row; the events of it to insert. Usually
+    all of them, in one UPDATE that is also the fence (it matches only while the lease holds
+    and the run has stored nothing from the batch's first seq on). Else one more look tells a
+    lost lease (LeaseLost) from a batch sent again (see Batch): then only its events not
+    stored yet are projected and returned."""
+    rows = lease.rows() if lease is not None else Run.objects.filter(pk=run_id)
+    if rows.filter(last_seq__lt=events[0]["seq"]).update(**_run_changes(run_id, events, lease)):
+        return events
+    stored_to = rows.values_list("last_seq", flat=True).first()
+    if stored_to is None:
+        raise LeaseLost(f"run {run_id}: another worker holds the lease; the batch is refused")
+    stored = set(RunEvent.objects.filter(run_id=run_id, seq__in=[e["seq"] for e in events])
+                 .values_list("seq", flat=True))
+    new = [event for event in events if event["seq"] not in stored]
+    if not new:
+        return []
+    changes = _run_changes(run_id, new, lease)
+    changes["last_seq"] = max(stored_to, new[-1]["seq"])
+    if not rows.update(**changes):
+        raise LeaseLost(f"run {run_id}: another worker holds the lease; the batch is refused")
+    return new
+
+
+def _run_changes(run_id: Any, events: list[Event], lease: Any) -> dict[str, Any]:
+    """What the events change on the run row."""
     changes: dict[str, Any] = {"last_seq": events[-1]["seq"]}
     waiting_changed = False
     # The open questions are read only when the batch changes them.
@@ -220,9 +252,7 @@ def _project_run(run_id: Any, events: list[Event], lease: Any) -> None:
                                pending_answers=[])
     if waiting_changed:
         changes["waiting"] = waiting
-    rows = lease.rows() if lease is not None else Run.objects.filter(pk=run_id)
-    if not rows.update(**changes):
-        raise LeaseLost(f"run {run_id}: another worker holds the lease; the batch is refused")
+    return changes
 
 
 _NODE_ROWS = frozenset({ev.NODE_STARTED, ev.NODE_FINISHED, ev.NODE_SKIPPED, ev.RUN_WAITING})

@@ -16,6 +16,8 @@ from engine.events import envelope
 from flows import services
 from flows.errors import LeaseLost
 from flows.execution import grouping
+from flows.execution import sink as sink_module
+from flows.execution.sink import DatabaseSink
 from flows.models import NodeRun, Run, RunEvent
 from flows.services import lifecycle
 from flows.services.history import Batch, store_batches
@@ -124,3 +126,82 @@ def test_batches_queued_while_a_store_is_under_way_go_in_the_next_transaction(
     assert calls == [1, 3]
     assert [len(events) for events in stored] == [3, 3, 3, 3]
     assert RunEvent.objects.count() == 12
+
+
+# -- a batch sent again --------------------------------------------------------------------------
+
+def later_events(run: Run) -> list:
+    run_id = str(run.pk)
+    return [envelope(4, ev.NODE_STARTED, TS, run_id, {"node": "end", "type": "end",
+                                                      "attempt": 1, "inputs": {}})]
+
+
+def test_a_batch_stored_already_is_skipped_when_sent_again_and_only_its_new_events_go_in(runs):
+    first, _, _, _ = runs
+    store_batches([batch_of(first)])
+
+    again = store_batches([batch_of(first)])  # its store committed, but the answer was lost
+    overlapping = batch_of(first)
+    overlapping.events = overlapping.events[1:] + later_events(first)
+    more = store_batches([overlapping])
+
+    assert [len(outcome) for outcome in again + more] == [3, 3]  # stored: none refused
+    assert list(RunEvent.objects.filter(run=first).order_by("seq")
+                .values_list("seq", flat=True)) == [1, 2, 3, 4]
+    assert sorted(NodeRun.objects.filter(run=first).values_list("node", "status")) == [
+        ("end", "running"), ("start", "succeeded")]
+    assert Run.objects.get(pk=first.pk).last_seq == 4
+
+
+def test_a_batch_sent_again_after_another_worker_claimed_the_run_is_refused(runs):
+    first, _, _, _ = runs
+    store_batches([batch_of(first)])
+    Run.objects.filter(pk=first.pk).update(lease_owner="worker-b", lease_token=first.lease_token + 1)
+
+    [outcome] = store_batches([batch_of(first)])
+
+    assert isinstance(outcome, LeaseLost)
+
+
+def test_a_store_that_committed_as_the_executor_stopped_is_not_stored_twice_by_the_drain(
+        runs, monkeypatch):
+    """The store's thread commits while the sink's flusher is cancelled (the executor
+    stopping): the batch stays in the buffer, and the run's drain sends it again."""
+    monkeypatch.setattr(sink_module, "RETRY_FOR_S", 0.5)
+    committed, answer = threading.Event(), threading.Event()
+    real = grouping.store_batches
+
+    def store(batches):
+        outcomes = real(batches)
+        committed.set()
+        answer.wait(5)  # the answer comes back only after the stop
+        return outcomes
+
+    monkeypatch.setattr(grouping, "store_batches", store)
+    run = runs[0]
+
+    async def stopped_then_drained() -> DatabaseSink:
+        sink = DatabaseSink(str(run.pk), {"start": "start"},
+                            lifecycle.Lease(run.pk, "worker-a", run.lease_token),
+                            known_nodes=set())
+        for event in batch_of(run).events:
+            sink.emit(event)
+        try:
+            await asyncio.to_thread(committed.wait, 5)
+            others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in others:  # as Executor.stop does
+                task.cancel()
+            answer.set()
+            await asyncio.gather(*others, return_exceptions=True)
+            await sink.drain()
+            return sink
+        finally:
+            await sync_to_async(connections.close_all)()
+
+    sink = asyncio.run(stopped_then_drained())
+
+    assert not sink.lost
+    assert list(RunEvent.objects.filter(run=run).order_by("seq")
+                .values_list("seq", flat=True)) == [1, 2, 3]
+    assert NodeRun.objects.filter(run=run).count() == 1
+    assert Run.objects.get(pk=run.pk).last_seq == 3
