@@ -339,26 +339,61 @@ function useRefocus(container) {
   return wanted;
 }
 
+// Keys that stay with a list's items when one is removed (or comes back by undo), so that
+// what a row keeps beside the document (an expression's "JSON" mode, half-typed JSON, a
+// "Not JSON yet" note) stays with its item instead of passing to the next one. An item is
+// known by its object (the document is never changed in place: an edited item is a new
+// object, given its old key here); items that are not objects keep their position.
+function useItemKeys(items) {
+  const state = useRef({ keys: [], byItem: new WeakMap(), next: 0 });
+  const known = state.current;
+  const isObject = (item) => item !== null && typeof item === "object";
+  if (known.keys.length !== items.length) {  // changed elsewhere: undo, the JSON view
+    const used = new Set();
+    known.keys = items.map((item) => {
+      const key = isObject(item) ? known.byItem.get(item) : undefined;
+      const kept = key !== undefined && !used.has(key) ? key : known.next++;
+      used.add(kept);
+      return kept;
+    });
+  }
+  items.forEach((item, index) => isObject(item) && known.byItem.set(item, known.keys[index]));
+  return {
+    keys: known.keys,
+    removed: (index) => { known.keys = known.keys.filter((_, at) => at !== index); },
+    added: () => { known.keys = [...known.keys, known.next++]; },
+    replaced: (index, item) => isObject(item) && known.byItem.set(item, known.keys[index]),
+  };
+}
+
 function ListField({ label, schema, value, onChange, pointer, fieldPath, ctx, root }) {
   const items = Array.isArray(value) ? value : [];
+  const itemKeys = useItemKeys(items);
   const itemSchema = resolve(schema.items, root);
   const noun = { cases: "case", options: "option", conditions: "condition", sources: "source" }[fieldPath[fieldPath.length - 1]] || "item";
   const add = () => {
     const taken = items.map((item) => item?.id).filter(Boolean);
+    itemKeys.added();
     onChange([...items, blankValue(itemSchema, root, noun, taken)]);
   };
   return (
     <div className="list-field">
       {items.map((item, index) => (
-        <div className="list-item" key={index}>
+        <div className="list-item" key={itemKeys.keys[index]}>
           <div className="list-item-head">
             <span>{noun} {index + 1}{item?.id ? `: ${item.id}` : ""}</span>
             <button type="button" className="icon" aria-label={`Remove ${noun} ${index + 1} of ${label}`}
-              onClick={() => onChange(items.filter((_, at) => at !== index))}>×</button>
+              onClick={() => {
+                itemKeys.removed(index);
+                onChange(items.filter((_, at) => at !== index));
+              }}>×</button>
           </div>
           <Field label={`${noun} ${index + 1}`} schema={itemSchema} root={root} value={item} hideLabel
             pointer={`${pointer}/${index}`} fieldPath={[...fieldPath, index]} ctx={ctx}
-            onChange={(next) => onChange(items.map((each, at) => (at === index ? next : each)))} />
+            onChange={(next) => {
+              itemKeys.replaced(index, next);
+              onChange(items.map((each, at) => (at === index ? next : each)));
+            }} />
         </div>
       ))}
       <button type="button" className="small" onClick={add}>Add a {noun}</button>

@@ -589,3 +589,29 @@ def test_renaming_a_node_follows_its_references_but_not_into_a_body_with_its_own
         assert {"from": "total", "to": "end"} in stored["edges"]
         body = stored["nodes"][2]["params"]["body"]
         assert body["nodes"][1]["id"] == "calc" and body["nodes"][2]["inputs"]["t"] == "{{calc.text}}"
+
+
+def test_removing_a_list_item_takes_its_half_typed_json_with_it(server, ada):
+    services.create_flow(ada, sample("router"), slug="router")
+    with chromium_page() as page:
+        open_editor(page, server, "/flows/router/edit/")
+        select_node(page, "route")
+        conditions = "/nodes/2/params/cases/0/conditions"
+        field(page, conditions).get_by_role("button", name="Add a condition").click()
+        right = field(page, f"{conditions}/0/right")
+        right.get_by_label("Kind of value of right").select_option("json")
+        right.locator("input").fill("[1,")
+        expect(right.locator(".field-note")).to_contain_text("Not JSON yet")
+
+        page.get_by_role("button", name="Remove condition 1 of conditions").click()
+
+        # The condition left is the one added: blank, as text, with no note of the other's.
+        left_over = field(page, f"{conditions}/0/right")
+        expect(left_over.get_by_label("Kind of value of right")).to_have_value("text")
+        expect(left_over.locator(".field-note")).to_have_count(0)
+        assert page.locator(f'.side [data-pointer^="{conditions}/"][data-pointer$="/right"]'
+                            ).count() == 1
+        action(page, "Undo")  # the removed condition comes back, its value as it was stored
+        select_node(page, "route")
+        expect(field(page, f"{conditions}/0/right").locator("textarea, input").first
+               ).to_have_value("{{start.limit}}")
