@@ -201,8 +201,13 @@ def _project_run(run_id: Any, events: list[Event], lease: Any) -> list[Event]:
     all of them, in one UPDATE that is also the fence (it matches only while the lease holds
     and the run has stored nothing from the batch's first seq on). Else one more look tells a
     lost lease (LeaseLost) from a batch sent again (see Batch): then only its events not
-    stored yet are projected and returned."""
-    rows = lease.rows() if lease is not None else Run.objects.filter(pk=run_id)
+    stored yet are projected and returned. A batch without a lease is written as it is: a
+    seq stored already fails on the unique index, as it should when two writers met."""
+    if lease is None:  # no execution's own batch (closing events): never sent twice
+        if not Run.objects.filter(pk=run_id).update(**_run_changes(run_id, events, lease)):
+            raise LeaseLost(f"run {run_id}: the run is gone; the batch is refused")
+        return events
+    rows = lease.rows()
     if rows.filter(last_seq__lt=events[0]["seq"]).update(**_run_changes(run_id, events, lease)):
         return events
     stored_to = rows.values_list("last_seq", flat=True).first()

@@ -9,7 +9,7 @@ import threading
 import pytest
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import User
-from django.db import connection, connections
+from django.db import IntegrityError, connection, connections
 
 from engine import events as ev
 from engine.events import envelope
@@ -151,6 +151,20 @@ def test_a_batch_stored_already_is_skipped_when_sent_again_and_only_its_new_even
     assert sorted(NodeRun.objects.filter(run=first).values_list("node", "status")) == [
         ("end", "running"), ("start", "succeeded")]
     assert Run.objects.get(pk=first.pk).last_seq == 4
+
+
+def test_events_without_a_lease_are_never_taken_for_a_batch_sent_again(runs):
+    """Closing events (lifecycle.terminate) carry no lease: one whose seq is taken must fail
+    loudly, not vanish as if it were stored."""
+    first, _, _, _ = runs
+    store_batches([batch_of(first)])
+    unleased = batch_of(first)
+    unleased.lease = None
+
+    [outcome] = store_batches([unleased])
+
+    assert isinstance(outcome, IntegrityError)
+    assert RunEvent.objects.filter(run=first).count() == 3
 
 
 def test_a_batch_sent_again_after_another_worker_claimed_the_run_is_refused(runs):
