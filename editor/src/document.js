@@ -156,6 +156,15 @@ export function allowsSecrets(node, fieldPath) {
   return node.type === "llm" && fieldPath[1] === "api_key";
 }
 
+// What a plain text field may offer to pick from (`choices` comes with the page): the
+// person's other flows for a subflow's `flow`, the server's providers for an llm's.
+export function choicesFor(node, fieldPath, choices) {
+  if (fieldPath.length !== 2 || fieldPath[0] !== "params" || !choices) return [];
+  if (node.type === "subflow" && fieldPath[1] === "flow") return choices.flows || [];
+  if (node.type === "llm" && fieldPath[1] === "provider") return choices.providers || [];
+  return [];
+}
+
 // --- editing -------------------------------------------------------------------------------
 
 // A copy of `doc` whose graph at `path` is `change(graph)`.

@@ -233,6 +233,23 @@ function NumberField({ id, schema, value, onChange }) {
   );
 }
 
+// Plain text; where the page knows what the field usually names (a subflow's flow, an llm's
+// provider), those are offered in a list the person may still type past.
+function TextField({ id, value, required, onChange, choices }) {
+  const listId = `${id}-choices`;
+  return (
+    <>
+      <input id={id} value={value ?? ""} spellCheck={false} list={choices.length ? listId : undefined}
+        onChange={(event) => onChange(event.target.value === "" && !required ? undefined : event.target.value)} />
+      {choices.length > 0 && (
+        <datalist id={listId}>
+          {choices.map((choice) => <option key={choice} value={choice} />)}
+        </datalist>
+      )}
+    </>
+  );
+}
+
 // A number, or text (a reference, or a word such as "published").
 function LooseField({ id, value, onChange }) {
   const parse = (text) => {
@@ -430,8 +447,8 @@ export function Field({ label, schema, root, value, onChange, pointer, fieldPath
         <textarea id={id} rows={2} value={value ?? ""}
           onChange={(event) => onChange(event.target.value === "" && !required ? undefined : event.target.value)} />
       ) : (
-        <input id={id} value={value ?? ""} spellCheck={false}
-          onChange={(event) => onChange(event.target.value === "" && !required ? undefined : event.target.value)} />
+        <TextField id={id} value={value} required={required} onChange={onChange}
+          choices={ctx.choicesFor(fieldPath)} />
       );
   } else if (resolved.type === "number" || resolved.type === "integer") {
     widget = <NumberField id={id} schema={resolved} value={value} onChange={onChange} />;

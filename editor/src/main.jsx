@@ -496,7 +496,7 @@ function Editor({ schema }) {
           {selectedNode >= 0 ? (
             <NodePanel key={`${path.join("/")}:${selectedNode}`} root={schema} types={types} doc={doc} path={path}
               graphPointerText={pointerOfGraph} node={graph.nodes[selectedNode]} index={selectedNode}
-              problems={problems} secrets={boot.secrets}
+              problems={problems} secrets={boot.secrets} choices={boot.choices}
               onChangeNode={(key, value) => {
                 const before = graph.nodes[selectedNode];
                 const after = setIn(before, [key], value);

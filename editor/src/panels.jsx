@@ -4,7 +4,7 @@
 import { useEffect, useState } from "react";
 
 import {
-  allowsSecrets, edgeFor, escapePointer, graphAt, handlesOf, referencesFor, sameEdge,
+  allowsSecrets, choicesFor, edgeFor, escapePointer, graphAt, handlesOf, referencesFor, sameEdge,
 } from "./document.js";
 import { ActionSelect, Field, resolve } from "./fields.jsx";
 
@@ -14,7 +14,7 @@ export function paramsSchema(root, type) {
 }
 
 // What the fields of one node need from the editor: problems by pointer, references.
-function fieldContext({ problems, doc, path, node, secrets, types }) {
+function fieldContext({ problems, doc, path, node, secrets, choices, types }) {
   return {
     problemsAt: (pointer) => problems.filter((problem) => problem.path === pointer),
     // In a template param, the node's own inputs come first (docs/dsl.md §3, rule 6).
@@ -23,6 +23,7 @@ function fieldContext({ problems, doc, path, node, secrets, types }) {
       return [...ownInputs, ...referencesFor(doc, path, node.id, types)];
     },
     secretsFor: (fieldPath) => (allowsSecrets(node, fieldPath) ? secrets : []),
+    choicesFor: (fieldPath) => choicesFor(node, fieldPath, choices),
   };
 }
 
@@ -99,12 +100,12 @@ function Connections({ graph, node, onConnect, onDisconnect }) {
   );
 }
 
-export function NodePanel({ root, types, doc, path, graphPointerText, node, index, problems, secrets,
+export function NodePanel({ root, types, doc, path, graphPointerText, node, index, problems, secrets, choices,
   onChangeNode, onRename, onConnect, onDisconnect, onDelete, onOpenBody }) {
   const graph = graphAt(doc, path);
   const pointer = `${graphPointerText}/nodes/${index}`;
   const mine = problems.filter((problem) => problem.path === pointer || problem.path.startsWith(`${pointer}/`));
-  const ctx = fieldContext({ problems: mine, doc, path, node, secrets, types });
+  const ctx = fieldContext({ problems: mine, doc, path, node, secrets, choices, types });
   const nodeSchema = root.$defs.node;
   const set = (key) => (value) => onChangeNode(key, value);
   const props = nodeSchema.properties;
@@ -179,6 +180,7 @@ export function FlowPanel({ root, doc, problems, onChange, selectedCount }) {
     problemsAt: (pointer) => problems.filter((problem) => problem.path === pointer),
     references: () => [],
     secretsFor: () => [],
+    choicesFor: () => [],
   };
   const props = root.properties;
   return (

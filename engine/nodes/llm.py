@@ -19,6 +19,11 @@ from engine.ports import ChatProvider, ChatRequest, Usage
 _ECHO = EchoProvider()
 
 
+def provider_names(providers: dict[str, ChatProvider]) -> list[str]:
+    """The names a flow may give `provider` on this server: the configured ones and `echo`."""
+    return sorted({"echo", *providers})
+
+
 def provider_named(providers: dict[str, ChatProvider], name: str) -> ChatProvider:
     """The provider called `name`; `invalid_param` naming the configured ones if none is.
 
@@ -29,7 +34,7 @@ def provider_named(providers: dict[str, ChatProvider], name: str) -> ChatProvide
     if provider is None and name == "echo":
         provider = _ECHO
     if provider is None:
-        known = sorted({"echo", *providers})
+        known = provider_names(providers)
         raise NodeError("invalid_param",
                         f'unknown LLM provider "{name}"; this server has: {", ".join(known)}',
                         details={"param": "provider", "configured": known})

@@ -12,6 +12,7 @@ from django.conf import settings
 
 from engine.llm import providers_from_config
 from engine.net import GuardedHttpClient
+from engine.nodes.llm import provider_names
 from engine.ports import CodeLimits
 from engine.redaction import NO_SECRETS, Redactor
 from engine.sandbox import ProcessSandbox, sandbox_status
@@ -31,6 +32,11 @@ class World:
 @cache
 def shared_world() -> World:
     return build_world()
+
+
+def llm_provider_names() -> list[str]:
+    """What an llm node's `provider` may name on this server (the editor offers them)."""
+    return provider_names(shared_world().llm_providers)
 
 
 def build_world() -> World:

@@ -24,6 +24,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from flows import services
 from flows.api.serializers import RunDetailSerializer
 from flows.errors import ServiceError
+from flows.execution.world import llm_provider_names
 from flows.models import AuditEntry, Flow, Run
 from flows.pages.examples import curl_example, example_inputs
 from flows.pages.forms import InputsForm, ScheduleForm, VersionForm, start_inputs, type_label
@@ -264,6 +265,10 @@ def _editor(request, document: dict[str, Any], flow: dict[str, Any] | None):
         "flow": flow,
         "dsl": document,
         "secrets": list(secret_service.secrets_of(request.user).values_list("name", flat=True)),
+        # Offered (not imposed) where a node names one: a subflow's flow, an llm's provider.
+        "choices": {"flows": [slug for slug in services.slugs_of(request.user)
+                              if flow is None or slug != flow["slug"]],
+                    "providers": llm_provider_names()},
         "csrf": get_token(request),
         "urls": {"schema": reverse("api-dsl-schema"), "validate": reverse("api-flow-validate"),
                  "flows": reverse("api-flows"), "pages": reverse("pages:index"),

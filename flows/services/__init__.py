@@ -1,7 +1,14 @@
 """The only code that changes state: views, consumers, admin and commands call these."""
 
 from flows.services.documents import check_dsl, problems_of
-from flows.services.flows import create_flow, delete_flow, flow_of, publish_flow, update_flow
+from flows.services.flows import (
+    create_flow,
+    delete_flow,
+    flow_of,
+    publish_flow,
+    slugs_of,
+    update_flow,
+)
 from flows.services.maintenance import prune_audit, prune_runs
 from flows.services.runs import (
     answer_run,
@@ -35,6 +42,7 @@ __all__ = [
     "retry_run",
     "revoke_token",
     "run_of",
+    "slugs_of",
     "start_run",
     "until_settled",
     "update_flow",

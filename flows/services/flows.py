@@ -119,6 +119,12 @@ RUN_COLUMNS = ("id", "owner", "slug", "draft_hash", "published_version", "create
                "deleted_at", "max_active_runs")
 
 
+def slugs_of(owner: Any) -> list[str]:
+    """The slugs of the owner's flows, deleted ones left out (a subflow names one)."""
+    return list(Flow.objects.filter(owner=owner, deleted_at__isnull=True)
+                .order_by("slug").values_list("slug", flat=True))
+
+
 def flow_of(owner: Any, slug: str, include_deleted: bool = False,
             for_run: bool = False) -> Flow:
     """The owner's flow by slug; someone else's answers like a missing one (404).

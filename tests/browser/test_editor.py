@@ -615,3 +615,26 @@ def test_removing_a_list_item_takes_its_half_typed_json_with_it(server, ada):
         select_node(page, "route")
         expect(field(page, f"{conditions}/0/right").locator("textarea, input").first
                ).to_have_value("{{start.limit}}")
+
+
+def test_a_subflow_is_offered_the_other_flows_and_an_llm_the_servers_providers(server, ada):
+    services.create_flow(ada, sample("router"), slug="router")
+    services.create_flow(ada, sample("hello"), slug="greet")
+    with chromium_page() as page:
+        open_editor(page, server, "/flows/router/edit/")
+        select_node(page, "summarize")
+        provider = field(page, "/nodes/3/params/provider").locator("input")
+        assert choices_of(provider) == ["echo"]
+        add_node(page, "subflow", "child")
+        child = page.locator('.side [data-pointer$="/params/flow"]').first.locator("input")
+        assert choices_of(child) == ["greet"]  # not the flow being edited
+        child.fill("greet")  # a pick from the list is typed text like any other
+        expect(child).to_have_value("greet")
+
+
+def choices_of(text_input) -> list[str]:
+    """The suggestions a text field offers (its <datalist>)."""
+    list_id = text_input.get_attribute("list")
+    assert list_id, "the field offers no list"
+    return text_input.page.evaluate(
+        "id => [...document.getElementById(id).options].map(option => option.value)", list_id)

@@ -55,6 +55,30 @@ def test_the_editor_gets_the_draft_the_secret_names_and_the_addresses(owner, bro
     assert '<script type="module" src="/static/flows/editor/editor.js">' in response.content.decode()
 
 
+def test_the_editor_is_offered_the_other_flows_and_the_servers_providers(
+        owner, outsider, browser, settings, monkeypatch):
+    from flows.execution.world import shared_world
+
+    for slug in ("summarize", "hello", "gone"):
+        factories.flow(owner, slug=slug)
+    services.delete_flow(services.flow_of(owner, "gone"))
+    factories.flow(outsider, slug="theirs")
+    monkeypatch.setenv("LOCAL_MODEL_KEY", "sk-local-5e4d3c2b1a")
+    settings.LLM_PROVIDERS = {"local": {"base_url": "http://127.0.0.1:9/v1",
+                                        "api_key_env": "LOCAL_MODEL_KEY"}}
+    shared_world.cache_clear()
+    try:
+        editing = browser.get("/flows/hello/edit/")
+        creating = browser.get("/flows/new/")
+    finally:
+        shared_world.cache_clear()
+
+    # Its own flows but the one edited: not deleted ones, not someone else's.
+    assert boot_of(editing)["choices"] == {"flows": ["summarize"], "providers": ["echo", "local"]}
+    assert boot_of(creating)["choices"]["flows"] == ["hello", "summarize"]
+    assert "sk-local-5e4d3c2b1a" not in editing.content.decode()
+
+
 def test_someone_elses_flow_is_not_found_in_the_editor(owner, outsider):
     factories.flow(outsider, slug="theirs")
     session = Client()
