@@ -100,8 +100,12 @@ def _store_together(batches: list[Batch]) -> list[list[Event] | Exception]:
                 outcomes[index] = lost
                 continue
             outcomes[index] = batch.events  # all of them published: none was, if sent again
-            if new:
-                kept.append(replace(batch, events=new))
+            if new is not batch.events:
+                # Sent again: the sender never heard of the node-run rows the first store
+                # made, so every node is looked up (a rare path).
+                batch = replace(batch, events=new, known_nodes=None)
+            if batch.events:
+                kept.append(batch)
         _insert_events(kept)
         created: list[NodeRun] = []
         for batch in kept:
@@ -212,6 +216,8 @@ def _project_run(run_id: Any, events: list[Event], lease: Any) -> list[Event]:
         return events
     stored_to = rows.values_list("last_seq", flat=True).first()
     if stored_to is None:
+        if _finished_already(run_id, events):
+            return []
         raise LeaseLost(f"run {run_id}: another worker holds the lease; the batch is refused")
     stored = set(RunEvent.objects.filter(run_id=run_id, seq__in=[e["seq"] for e in events])
                  .values_list("seq", flat=True))
@@ -223,6 +229,18 @@ def _project_run(run_id: Any, events: list[Event], lease: Any) -> list[Event]:
     if not rows.update(**changes):
         raise LeaseLost(f"run {run_id}: another worker holds the lease; the batch is refused")
     return new
+
+
+def _finished_already(run_id: Any, events: list[Event]) -> bool:
+    """Whether this batch ends the run and was stored already: storing `run.finished` gave
+    the lease up, so a batch sent again finds no row of its lease. The run.finished stored
+    at its seq with its status tells (the events before it went in the same transaction)."""
+    finished = next((event for event in events if event["type"] == ev.RUN_FINISHED), None)
+    if finished is None:
+        return False
+    stored = RunEvent.objects.filter(run_id=run_id, seq=finished["seq"],
+                                     type=ev.RUN_FINISHED).values_list("data", flat=True)
+    return any(data.get("status") == finished["data"]["status"] for data in stored)
 
 
 def _run_changes(run_id: Any, events: list[Event], lease: Any) -> dict[str, Any]:

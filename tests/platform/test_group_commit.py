@@ -153,6 +153,40 @@ def test_a_batch_stored_already_is_skipped_when_sent_again_and_only_its_new_even
     assert Run.objects.get(pk=first.pk).last_seq == 4
 
 
+def test_a_batch_sent_again_that_grew_finishes_the_node_its_first_store_started(runs):
+    """The drain sends the buffer again with what was emitted meanwhile: the node-run row
+    the first store made, which the sink never heard of, is updated, not inserted twice."""
+    first, _, _, _ = runs
+    started = batch_of(first)
+    started.events = started.events[:2]  # run.started, node.started of start
+    store_batches([started])
+
+    [outcome] = store_batches([batch_of(first)])  # known_nodes still empty: never told
+
+    assert isinstance(outcome, list)
+    assert list(NodeRun.objects.filter(run=first).values_list("node", "status")) == [
+        ("start", "succeeded")]
+    assert RunEvent.objects.filter(run=first).count() == 3
+
+
+def test_a_finishing_batch_sent_again_is_stored_not_taken_for_a_lost_lease(runs):
+    """Storing run.finished gives the lease up: sent again, the batch finds no leased row,
+    and must still be known for stored (its waiters told the run finished, not moved)."""
+    first, _, _, _ = runs
+    finishing = batch_of(first)
+    finishing.events.append(envelope(4, ev.RUN_FINISHED, TS, str(first.pk), {
+        "status": "succeeded", "outputs": {}, "answer": None, "error": None,
+        "elapsed_ms": 1.0, "recovered": 0}))
+    store_batches([finishing])
+    assert Run.objects.get(pk=first.pk).lease_owner == ""
+
+    [outcome] = store_batches([finishing])
+
+    assert isinstance(outcome, list) and outcome[-1]["type"] == ev.RUN_FINISHED
+    assert RunEvent.objects.filter(run=first).count() == 4
+    assert Run.objects.get(pk=first.pk).status == "succeeded"
+
+
 def test_events_without_a_lease_are_never_taken_for_a_batch_sent_again(runs):
     """Closing events (lifecycle.terminate) carry no lease: one whose seq is taken must fail
     loudly, not vanish as if it were stored."""
