@@ -356,36 +356,26 @@ function useRefocus(container) {
   return wanted;
 }
 
-// Keys that stay with a list's items when one is removed (or comes back by undo), so that
-// what a row keeps beside the document (an expression's "JSON" mode, half-typed JSON, a
-// "Not JSON yet" note) stays with its item instead of passing to the next one. An item is
-// known by its object (the document is never changed in place: an edited item is a new
-// object, given its old key here); items that are not objects keep their position.
-function useItemKeys(items) {
-  const state = useRef({ keys: [], byItem: new WeakMap(), next: 0 });
+// Keys that stay with a list's items when one of them is removed, so that what a row keeps
+// beside the document (an expression's "JSON" mode, half-typed JSON, a "Not JSON yet" note)
+// stays with its item instead of passing to the row that moves up. A list changed from
+// elsewhere (the JSON view) gets new keys, and its rows start afresh.
+function useItemKeys(count) {
+  const state = useRef({ keys: [], next: 0 });
   const known = state.current;
-  const isObject = (item) => item !== null && typeof item === "object";
-  if (known.keys.length !== items.length) {  // changed elsewhere: undo, the JSON view
-    const used = new Set();
-    known.keys = items.map((item) => {
-      const key = isObject(item) ? known.byItem.get(item) : undefined;
-      const kept = key !== undefined && !used.has(key) ? key : known.next++;
-      used.add(kept);
-      return kept;
-    });
+  if (known.keys.length !== count) {
+    known.keys = Array.from({ length: count }, () => known.next++);
   }
-  items.forEach((item, index) => isObject(item) && known.byItem.set(item, known.keys[index]));
   return {
     keys: known.keys,
     removed: (index) => { known.keys = known.keys.filter((_, at) => at !== index); },
     added: () => { known.keys = [...known.keys, known.next++]; },
-    replaced: (index, item) => isObject(item) && known.byItem.set(item, known.keys[index]),
   };
 }
 
 function ListField({ label, schema, value, onChange, pointer, fieldPath, ctx, root }) {
   const items = Array.isArray(value) ? value : [];
-  const itemKeys = useItemKeys(items);
+  const itemKeys = useItemKeys(items.length);
   const itemSchema = resolve(schema.items, root);
   const noun = { cases: "case", options: "option", conditions: "condition", sources: "source" }[fieldPath[fieldPath.length - 1]] || "item";
   const add = () => {
@@ -407,10 +397,7 @@ function ListField({ label, schema, value, onChange, pointer, fieldPath, ctx, ro
           </div>
           <Field label={`${noun} ${index + 1}`} schema={itemSchema} root={root} value={item} hideLabel
             pointer={`${pointer}/${index}`} fieldPath={[...fieldPath, index]} ctx={ctx}
-            onChange={(next) => {
-              itemKeys.replaced(index, next);
-              onChange(items.map((each, at) => (at === index ? next : each)));
-            }} />
+            onChange={(next) => onChange(items.map((each, at) => (at === index ? next : each)))} />
         </div>
       ))}
       <button type="button" className="small" onClick={add}>Add a {noun}</button>
