@@ -266,8 +266,7 @@ def _editor(request, document: dict[str, Any], flow: dict[str, Any] | None):
         "dsl": document,
         "secrets": list(secret_service.secrets_of(request.user).values_list("name", flat=True)),
         # Offered (not imposed) where a node names one: a subflow's flow, an llm's provider.
-        "choices": {"flows": [slug for slug in services.slugs_of(request.user)
-                              if flow is None or slug != flow["slug"]],
+        "choices": {"flows": services.slugs_of(request.user, flow and flow["slug"]),
                     "providers": llm_provider_names()},
         "csrf": get_token(request),
         "urls": {"schema": reverse("api-dsl-schema"), "validate": reverse("api-flow-validate"),

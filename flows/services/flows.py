@@ -119,10 +119,11 @@ RUN_COLUMNS = ("id", "owner", "slug", "draft_hash", "published_version", "create
                "deleted_at", "max_active_runs")
 
 
-def slugs_of(owner: Any) -> list[str]:
-    """The slugs of the owner's flows, deleted ones left out (a subflow names one)."""
-    return list(Flow.objects.filter(owner=owner, deleted_at__isnull=True)
-                .order_by("slug").values_list("slug", flat=True))
+def slugs_of(owner: Any, leaving_out: str | None = None) -> list[str]:
+    """The slugs of the owner's flows a subflow of `leaving_out` may name: not deleted, and
+    not that flow itself (a `self_reference`)."""
+    flows = Flow.objects.filter(owner=owner, deleted_at__isnull=True).exclude(slug=leaving_out)
+    return list(flows.order_by("slug").values_list("slug", flat=True))
 
 
 def flow_of(owner: Any, slug: str, include_deleted: bool = False,
